@@ -1,0 +1,6 @@
+"""The FacRNN model: pure torch and numpy (no NWB)."""
+
+from .baselines import PRESETS
+from .estimator import FacRNN
+
+__all__ = ["PRESETS", "FacRNN"]

@@ -1,0 +1,184 @@
+"""The paper's baselines as presets, and the post-hoc latent transforms they use.
+
+=============  ==========================================================
+preset         what it fits
+=============  ==========================================================
+lrRNN          low-rank RNN VAE, no independence penalty (beta = 0)
+lrRNN+ICA      lrRNN, then FastICA on its latents (loadings transformed
+               consistently) and components grouped by dependence
+LINT           lrRNN, then the SVD factorization of its W:
+               A = U_K S_K, B = V_K^T
+bdRNN          block-diagonal penalty alpha * mean((B A)_offblock^2)
+FacRNN-full    total-correlation penalty (every latent dim its own group),
+               dims then grouped by dependence
+FacRNN         partial-correlation penalty between G groups of rank H
+=============  ==========================================================
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+PRESETS: dict[str, dict] = {
+    "lrRNN": {"n_groups": 1, "beta": 0.0, "alpha": 0.0},
+    "lrRNN+ICA": {"n_groups": 1, "beta": 0.0, "alpha": 0.0, "postprocess": "ica"},
+    "LINT": {"n_groups": 1, "beta": 0.0, "alpha": 0.0, "postprocess": "svd"},
+    "bdRNN": {"beta": 0.0, "alpha": 10.0},
+    "FacRNN-full": {"beta": 20.0, "alpha": 0.0, "penalty": "total"},
+    "FacRNN": {"beta": 20.0, "alpha": 0.0},
+}
+
+
+def transform_latents(
+    params: dict[str, np.ndarray], mixing: np.ndarray, center: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Re-express a linear model in new latents ``z' = mixing @ (z - center)``.
+
+    ``B' = M B``, ``b' = M (b - c)``, ``A' = A M^-1``, ``a' = a + A c``, so
+    ``W = A B`` and every prediction are unchanged.
+
+    Parameters
+    ----------
+    params : dict
+        ``A`` (N, K), ``B`` (K, N), ``a`` (N,), ``b`` (K,).
+    mixing : numpy.ndarray, shape (K, K), invertible
+    center : numpy.ndarray, shape (K,)
+    """
+    inv = np.linalg.inv(mixing)
+    return {
+        "A": params["A"] @ inv,
+        "B": mixing @ params["B"],
+        "a": params["a"] + params["A"] @ center,
+        "b": mixing @ (params["b"] - center),
+    }
+
+
+def ica_unmixing(z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """FastICA unmixing of latents ``z`` (M, K) to unit-variance components.
+
+    The latents are whitened here (symmetric ``C^-1/2``) and FastICA then only
+    searches rotations (symmetric decorrelation), so the unmixing is always
+    invertible, even when FastICA stops before converging.
+
+    Returns
+    -------
+    unmixing : numpy.ndarray, shape (K, K)
+    mean : numpy.ndarray, shape (K,)
+    """
+    import warnings
+
+    from sklearn.decomposition import FastICA
+    from sklearn.exceptions import ConvergenceWarning
+
+    z = np.asarray(z, dtype=np.float64)
+    mean = z.mean(0)
+    evals, evecs = np.linalg.eigh(np.cov(z - mean, rowvar=False))
+    whitening = evecs @ np.diag(1.0 / np.sqrt(np.maximum(evals, 1e-12))) @ evecs.T
+    ica = FastICA(whiten=False, random_state=seed, max_iter=1000, tol=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ica.fit((z - mean) @ whitening.T)
+    rotation = ica.components_
+    u, _, vt = np.linalg.svd(rotation)  # nearest orthogonal matrix, guards round-off
+    return (u @ vt) @ whitening, mean
+
+
+def svd_factorization(params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The LINT factorization of ``W = A B``: latents ``z' = V_K^T`` coordinates.
+
+    Returns the ``(mixing, center)`` pair for :func:`transform_latents` that
+    turns ``A`` into ``U_K S_K`` and ``B`` into ``V_K^T``.
+    """
+    a, b = params["A"], params["B"]
+    k = a.shape[1]
+    _, _, vt = np.linalg.svd(a @ b, full_matrices=False)
+    # B' = V_K^T = M B  =>  M = V_K^T B^+ (exact since rows of V_K^T span the row space of B)
+    mixing = vt[:k] @ np.linalg.pinv(b)
+    return mixing, np.zeros(k)
+
+
+def pairwise_dependence(z: np.ndarray, max_samples: int = 1000, seed: int = 0) -> np.ndarray:
+    """Kernel estimate of the mutual information (nats) between every pair of latent dims.
+
+    Returns a symmetric (K, K) matrix with zeros on the diagonal.
+    """
+    from ..metrics import partial_correlation
+
+    k = z.shape[1]
+    mi = np.zeros((k, k))
+    for i, j in itertools.combinations(range(k), 2):
+        mi[i, j] = mi[j, i] = partial_correlation(
+            z[:, [i, j]], 2, max_samples=max_samples, seed=seed, n_shuffles=0
+        )
+    return mi
+
+
+def group_components(
+    z: np.ndarray, n_groups: int, group_rank: int, seed: int = 0, max_partitions: int = 20000
+) -> np.ndarray:
+    """Order latent dims so that dependent ones share a group.
+
+    Partitions the ``K = n_groups * group_rank`` dims into groups of equal
+    size maximizing the summed pairwise mutual information inside groups
+    (exhaustively when there are at most ``max_partitions`` partitions,
+    greedily otherwise).  Used where training did not define the groups
+    (ICA components, total-correlation latents).
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (K,)
+        A permutation: new dim ``i`` is old dim ``order[i]``.
+    """
+    k = z.shape[1]
+    if n_groups == 1 or group_rank == 1:
+        return np.arange(k)
+    mi = pairwise_dependence(z, seed=seed)
+    n_parts = math.factorial(k) // (
+        math.factorial(group_rank) ** n_groups * math.factorial(n_groups)
+    )
+    groups = (
+        _best_partition(mi, group_rank)
+        if n_parts <= max_partitions
+        else _greedy_partition(mi, n_groups, group_rank)
+    )
+    return np.concatenate([sorted(g) for g in groups])
+
+
+def _within(mi: np.ndarray, group: tuple[int, ...]) -> float:
+    idx = np.asarray(group)
+    return float(mi[np.ix_(idx, idx)].sum())
+
+
+def _best_partition(mi: np.ndarray, size: int) -> list[tuple[int, ...]]:
+    """Exhaustive search over partitions of range(K) into blocks of ``size``."""
+
+    def parts(items: tuple[int, ...]):
+        if not items:
+            yield []
+            return
+        first, rest = items[0], items[1:]
+        for others in itertools.combinations(rest, size - 1):
+            block = (first, *others)
+            remaining = tuple(i for i in rest if i not in others)
+            for tail in parts(remaining):
+                yield [block, *tail]
+
+    return max(parts(tuple(range(mi.shape[0]))), key=lambda p: sum(_within(mi, g) for g in p))
+
+
+def _greedy_partition(mi: np.ndarray, n_groups: int, size: int) -> list[tuple[int, ...]]:
+    """Grow each group from the most dependent remaining pair."""
+    left = set(range(mi.shape[0]))
+    groups = []
+    for _ in range(n_groups):
+        group = [max(left, key=lambda i: mi[i, sorted(left - {i})].sum(initial=0.0))]
+        left.discard(group[0])
+        while len(group) < size:
+            nxt = max(left, key=lambda i: mi[i, group].sum())
+            group.append(nxt)
+            left.discard(nxt)
+        groups.append(tuple(group))
+    return groups

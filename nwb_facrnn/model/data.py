@@ -1,0 +1,199 @@
+"""Input validation and the transition samples a FacRNN is trained on.
+
+A FacRNN is a one-step model: its encoder reads the previous activity
+``x_{t-1}`` and its decoder explains ``x_t``.  Every (previous, current) pair
+inside a sequence is one training sample, so a dataset of ``n_trials``
+sequences of ``T`` bins holds ``n_trials * (T - 1)`` samples and no sample
+crosses a trial boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def as_sequences(x: ArrayLike, name: str = "X", n_features: int | None = None) -> np.ndarray:
+    """Validate activity and return it as float32 sequences.
+
+    Parameters
+    ----------
+    x : array, shape (T, N) or (n_trials, T, N)
+        One sequence or trials of ``T`` time bins of ``N`` units.
+    name : str
+        Name of the argument, used in error messages.
+    n_features : int, optional
+        Required number of units ``N`` (the number seen by ``fit``).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_trials, T, N), float32
+        A single sequence becomes ``n_trials = 1``.
+
+    Raises
+    ------
+    ValueError
+        Wrong number of dimensions, fewer than 2 time bins, no units, a unit
+        count that differs from ``n_features``, or NaN/inf values.
+    """
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    try:
+        arr = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a numeric array, got {type(x).__name__}: {err}") from None
+    if arr.ndim not in (2, 3):
+        raise ValueError(
+            f"{name} must have shape (T, N) or (n_trials, T, N); got {arr.ndim} dimension(s) "
+            f"with shape {arr.shape}"
+        )
+    seqs = arr[None] if arr.ndim == 2 else arr
+    if seqs.shape[1] < 2:
+        raise ValueError(
+            f"{name} needs at least 2 time bins per sequence (T >= 2), got T = {seqs.shape[1]}"
+        )
+    if seqs.shape[2] < 1 or seqs.shape[0] < 1:
+        raise ValueError(f"{name} has no units or no trials: shape {arr.shape}")
+    if n_features is not None and seqs.shape[2] != n_features:
+        raise ValueError(
+            f"{name} has N = {seqs.shape[2]} units but the model was fit on N = {n_features}"
+        )
+    bad = ~np.isfinite(seqs)
+    if bad.any():
+        where = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{name} contains {int(bad.sum())} NaN or inf value(s) (first at index "
+            f"{tuple(int(i) for i in (where if arr.ndim == 3 else where[1:]))}); "
+            "all values must be finite"
+        )
+    return np.ascontiguousarray(seqs)
+
+
+def inputs_like(inputs: ArrayLike | None, seqs: np.ndarray, name: str = "inputs") -> np.ndarray:
+    """Validate external input ``u`` against activity sequences.
+
+    Parameters
+    ----------
+    inputs : array, shape like the activity, or None
+        External input ``u_t`` added to each unit (same shape as ``X``).
+    seqs : numpy.ndarray, shape (n_trials, T, N)
+        The validated activity.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_trials, T, N), float32
+        Zeros when ``inputs`` is None.
+    """
+    if inputs is None:
+        return np.zeros_like(seqs)
+    u = as_sequences(inputs, name, n_features=seqs.shape[2])
+    if u.shape != seqs.shape:
+        raise ValueError(
+            f"{name} must have the same shape as the activity {seqs.shape}, got {u.shape}"
+        )
+    return u
+
+
+def step_mask_like(mask: ArrayLike | None, seqs: np.ndarray, name: str = "step_mask") -> np.ndarray:
+    """Validate a per-time-step boolean mask; return shape (n_trials, T)."""
+    if mask is None:
+        return np.ones(seqs.shape[:2], dtype=bool)
+    m = np.asarray(mask)
+    if m.dtype != bool:
+        raise ValueError(f"{name} must be boolean, got dtype {m.dtype}")
+    if m.ndim == 1:
+        m = m[None]
+    if m.shape != seqs.shape[:2]:
+        raise ValueError(
+            f"{name} must have shape (T,) or (n_trials, T) = {seqs.shape[:2]}, got {m.shape}"
+        )
+    return m
+
+
+def smooth_causal(seqs: np.ndarray, tau: float | None) -> np.ndarray:
+    """Causal exponential smoothing along time, restarted in every sequence.
+
+    ``s_0 = x_0``, ``s_t = (1 - lam) s_{t-1} + lam x_t`` with
+    ``lam = 1 - exp(-1 / tau)``.
+
+    Parameters
+    ----------
+    seqs : numpy.ndarray, shape (n_trials, T, N)
+    tau : float or None
+        Time constant in bins; None or 0 returns ``seqs`` unchanged.
+    """
+    if not tau:
+        return seqs
+    lam = 1.0 - np.exp(-1.0 / tau)
+    out = np.empty_like(seqs)
+    out[:, 0] = seqs[:, 0]
+    for t in range(1, seqs.shape[1]):
+        out[:, t] = (1.0 - lam) * out[:, t - 1] + lam * seqs[:, t]
+    return out
+
+
+def lagged(seqs: np.ndarray, tau: float | None) -> np.ndarray:
+    """The previous activity each time step is predicted from.
+
+    Row ``t`` holds the (optionally smoothed) activity at ``t - 1``; row 0 of
+    every sequence uses ``x_0`` itself, as it has no predecessor.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_trials, T, N)
+    """
+    s = smooth_causal(seqs, tau)
+    return np.concatenate([s[:, :1], s[:, :-1]], axis=1)
+
+
+@dataclass
+class Transitions:
+    """Training samples ``(x_{t-1} -> x_t)`` as device tensors.
+
+    Attributes
+    ----------
+    prev : torch.Tensor, shape (M, N)
+        Lagged (optionally smoothed) activity, before the nonlinearity.
+    curr : torch.Tensor, shape (M, N)
+        Activity to explain.
+    inputs : torch.Tensor, shape (M, N)
+        External input at the current step.
+    """
+
+    prev: torch.Tensor
+    curr: torch.Tensor
+    inputs: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.prev.shape[0]
+
+    def subset(self, idx: torch.Tensor) -> Transitions:
+        return Transitions(self.prev[idx], self.curr[idx], self.inputs[idx])
+
+
+def make_transitions(
+    seqs: np.ndarray,
+    u: np.ndarray,
+    tau: float | None,
+    device: torch.device,
+    step_mask: np.ndarray | None = None,
+) -> Transitions:
+    """Collect every within-sequence transition whose target step is selected.
+
+    Parameters
+    ----------
+    seqs, u : numpy.ndarray, shape (n_trials, T, N)
+    tau : float or None
+        Smoothing time constant of the lagged activity, in bins.
+    step_mask : numpy.ndarray of bool, shape (n_trials, T), optional
+        Which target steps ``t`` to use; step 0 never is (it has no predecessor).
+    """
+    keep = np.ones(seqs.shape[:2], dtype=bool) if step_mask is None else step_mask.copy()
+    keep[:, 0] = False
+    prev = lagged(seqs, tau)[keep]
+    as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
+    return Transitions(as_t(prev), as_t(seqs[keep]), as_t(u[keep]))

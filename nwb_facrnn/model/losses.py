@@ -1,0 +1,164 @@
+"""Loss terms of the FacRNN objective.
+
+All functions are batched over ``R`` independent model copies (the parallel
+restarts of :class:`~nwb_facrnn.model.FacRNN`): tensors carry a leading
+restart axis and each function returns one value per copy, shape (R,).
+
+The objective per sample is::
+
+    NLL(x_t | z_t) + KL(q(z_t | x_{t-1}) || N(0, I)) + beta * PC + alpha * BD
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of ``x`` under independent Gaussians.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (M, N)
+    mean : torch.Tensor, shape (R, M, N)
+    log_std : torch.Tensor, shape (R, N)
+        Per-unit log standard deviation.
+
+    Returns
+    -------
+    torch.Tensor, shape (R, M)
+        Sum over units, in nats.
+    """
+    resid = (x - mean) * torch.exp(-log_std)[:, None, :]
+    nll = 0.5 * resid.pow(2) + log_std[:, None, :] + 0.5 * LOG_2PI
+    return nll.sum(-1)
+
+
+def poisson_nll(x: torch.Tensor, rate: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Negative log-likelihood of counts ``x`` (M, N) under Poisson ``rate`` (R, M, N).
+
+    Includes the ``log(x!)`` term so values are true log-likelihoods; returns
+    the sum over units, shape (R, M).
+    """
+    nll = rate - x * torch.log(rate + eps) + torch.lgamma(x + 1.0)
+    return nll.sum(-1)
+
+
+def kl_to_standard_normal(mu: torch.Tensor, sigma: float) -> torch.Tensor:
+    """KL(N(mu, sigma^2 I) || N(0, I)) for means ``mu`` (R, M, K); returns (R, M)."""
+    k = mu.shape[-1]
+    const = k * (sigma**2 - 1.0 - 2.0 * math.log(sigma))
+    return 0.5 * (mu.pow(2).sum(-1) + const)
+
+
+def partial_correlation(
+    z: torch.Tensor, mu: torch.Tensor, sigma: float, n_groups: int, dataset_size: int
+) -> torch.Tensor:
+    """Minibatch estimate of the partial correlation of the aggregated posterior.
+
+    ``PC = E_q(z)[log q(z) - sum_g log q(z_g)]`` where
+    ``q(z) = 1/n sum_j N(z; mu_j, sigma^2 I)`` over the ``n = dataset_size``
+    training samples.  As beta-TCVAE does for the total correlation, the
+    densities at each sample ``z_i`` of the minibatch are estimated from the
+    minibatch by minibatch-weighted sampling: the sample's own component gets
+    weight ``1/n`` and the ``M - 1`` others share the remaining mass
+    ``(n - 1)/n`` (exact when the minibatch is the whole dataset).  With
+    ``n_groups = K`` this is the total correlation.
+
+    Parameters
+    ----------
+    z : torch.Tensor, shape (R, M, K)
+        Samples from the encoder.
+    mu : torch.Tensor, shape (R, M, K)
+        Encoder means.
+    sigma : float
+        Encoder standard deviation (shared, isotropic).
+    n_groups : int
+        ``G``; the ``K`` dims form ``G`` contiguous groups of ``K / G``.
+    dataset_size : int
+        Number of training samples ``n``.
+
+    Returns
+    -------
+    torch.Tensor, shape (R,)
+        Estimated partial correlation in nats.
+    """
+    r, m, k = z.shape
+    h = k // n_groups
+    # log N(z_i; mu_j, sigma^2) = -|z_i|^2/2s^2 + (z_i . mu_j - |mu_j|^2/2) / s^2 + const.  The
+    # |z_i|^2 and constant terms are the same for the joint and the product of the groups, so
+    # they cancel in PC and only the cross terms are formed: one batched matmul per group.
+    inv_var = 1.0 / sigma**2
+    zg = z.reshape(r, m, n_groups, h).transpose(1, 2)  # (R, G, M, H)
+    mg = mu.reshape(r, m, n_groups, h).transpose(1, 2)
+    half_sq = (-0.5 * inv_var) * mg.pow(2).sum(-1).unsqueeze(-2)  # (R, G, 1, M_j)
+    cross = torch.baddbmm(
+        half_sq.reshape(r * n_groups, 1, m),
+        zg.reshape(r * n_groups, m, h),
+        mg.reshape(r * n_groups, m, h).mT,
+        alpha=inv_var,
+    ).reshape(r, n_groups, m, m)  # (R, G, M_i, M_j)
+    joint = cross.sum(1)  # (R, M_i, M_j)
+    log_w = _mws_log_weights(m, dataset_size, z.device, z.dtype)
+    log_q_joint = torch.logsumexp(joint + log_w, dim=-1)  # (R, M)
+    log_q_groups = torch.logsumexp(cross + log_w, dim=-1)  # (R, G, M)
+    return (log_q_joint - log_q_groups.sum(1)).mean(-1)
+
+
+def _mws_log_weights(m: int, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(M, M) log mixture weights of minibatch-weighted sampling."""
+    n = max(n, m)
+    own = -math.log(n)
+    other = math.log(n - 1) - math.log(n) - math.log(m - 1) if m > 1 else -math.inf
+    w = torch.full((m, m), other, device=device, dtype=dtype)
+    w.fill_diagonal_(own)
+    return w
+
+
+def block_offdiag_penalty(
+    input_loadings: torch.Tensor, output_loadings: torch.Tensor, n_groups: int
+) -> torch.Tensor:
+    """Mean square of the off-block-diagonal entries of ``J = B A`` (bdRNN).
+
+    Parameters
+    ----------
+    input_loadings : torch.Tensor, shape (R, K, N)
+        ``B``.
+    output_loadings : torch.Tensor, shape (R, N, K)
+        ``A``.
+
+    Returns
+    -------
+    torch.Tensor, shape (R,)
+    """
+    j = input_loadings @ output_loadings  # (R, K, K)
+    mask = offdiag_block_mask(j.shape[-1], n_groups, j.device)
+    if not mask.any():
+        return j.new_zeros(j.shape[0])
+    return j[:, mask].pow(2).mean(-1)
+
+
+def offdiag_block_mask(k: int, n_groups: int, device: torch.device | None = None) -> torch.Tensor:
+    """Boolean (K, K) mask of entries linking two different groups."""
+    g = torch.arange(k, device=device) // (k // n_groups)
+    return g[:, None] != g[None, :]
+
+
+def softplus_inverse(y: torch.Tensor) -> torch.Tensor:
+    """Inverse of softplus for positive ``y``."""
+    return y + torch.log(-torch.expm1(-y))
+
+
+__all__ = [
+    "block_offdiag_penalty",
+    "gaussian_nll",
+    "kl_to_standard_normal",
+    "offdiag_block_mask",
+    "partial_correlation",
+    "poisson_nll",
+    "softplus_inverse",
+]
