@@ -144,7 +144,7 @@ class FacRNN:
         postprocess: str | None = None,
         init: str = "auto",
         n_init: int = 4,
-        max_epochs: int = 300,
+        max_epochs: int = 100,
         batch_size: int = 128,
         learning_rate: float = 3e-3,
         early_stopping: bool = False,
