@@ -141,34 +141,42 @@ def pairwise_dependence(z: np.ndarray, max_samples: int = 1000, seed: int = 0) -
 
 
 def group_components(
-    z: np.ndarray, n_groups: int, group_rank: int, seed: int = 0, max_partitions: int = 20000
-) -> np.ndarray:
-    """Order latent dims so that dependent ones share a group.
+    z: np.ndarray,
+    n_groups: int,
+    group_rank: int,
+    seed: int = 0,
+    n_best: int = 1,
+    max_partitions: int = 20000,
+) -> list[np.ndarray]:
+    """Orders of the latent dims that put dependent dims in the same group.
 
-    Partitions the ``K = n_groups * group_rank`` dims into groups of equal
-    size maximizing the summed pairwise mutual information inside groups
-    (exhaustively when there are at most ``max_partitions`` partitions,
-    greedily otherwise).  Used where training did not define the groups
-    (ICA components, total-correlation latents).
+    Scores every partition of the ``K = n_groups * group_rank`` dims into
+    groups of equal size by the summed pairwise mutual information inside the
+    groups (:func:`pairwise_dependence`) and returns the ``n_best`` best, best
+    first: exhaustively when there are at most ``max_partitions`` partitions,
+    else greedily (each candidate grown from a different seed dim).  Used where
+    training did not define the groups (ICA components, total-correlation
+    latents) and to start FacRNN's restarts from different groupings.
 
     Returns
     -------
-    numpy.ndarray of int, shape (K,)
-        A permutation: new dim ``i`` is old dim ``order[i]``.
+    list of numpy.ndarray of int, shape (K,)
+        Permutations: new dim ``i`` is old dim ``order[i]``; at most ``n_best``.
     """
     k = z.shape[1]
     if n_groups == 1 or group_rank == 1:
-        return np.arange(k)
+        return [np.arange(k)]
     mi = pairwise_dependence(z, seed=seed)
     n_parts = math.factorial(k) // (
         math.factorial(group_rank) ** n_groups * math.factorial(n_groups)
     )
-    groups = (
-        _best_partition(mi, group_rank)
-        if n_parts <= max_partitions
-        else _greedy_partition(mi, n_groups, group_rank)
-    )
-    return np.concatenate([sorted(g) for g in groups])
+    if n_parts <= max_partitions:
+        candidates = list(_partitions(tuple(range(k)), group_rank))
+    else:
+        candidates = [_greedy_partition(mi, n_groups, group_rank, start) for start in range(k)]
+    candidates.sort(key=lambda p: -sum(_within(mi, g) for g in p))
+    orders = list({tuple(np.concatenate([sorted(g) for g in p])): None for p in candidates})
+    return [np.asarray(o) for o in orders[:n_best]]
 
 
 def _within(mi: np.ndarray, group: tuple[int, ...]) -> float:
@@ -176,30 +184,26 @@ def _within(mi: np.ndarray, group: tuple[int, ...]) -> float:
     return float(mi[np.ix_(idx, idx)].sum())
 
 
-def _best_partition(mi: np.ndarray, size: int) -> list[tuple[int, ...]]:
-    """Exhaustive search over partitions of range(K) into blocks of ``size``."""
-
-    def parts(items: tuple[int, ...]):
-        if not items:
-            yield []
-            return
-        first, rest = items[0], items[1:]
-        for others in itertools.combinations(rest, size - 1):
-            block = (first, *others)
-            remaining = tuple(i for i in rest if i not in others)
-            for tail in parts(remaining):
-                yield [block, *tail]
-
-    return max(parts(tuple(range(mi.shape[0]))), key=lambda p: sum(_within(mi, g) for g in p))
+def _partitions(items: tuple[int, ...], size: int):
+    """Every partition of ``items`` into blocks of ``size`` (as lists of tuples)."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for others in itertools.combinations(rest, size - 1):
+        remaining = tuple(i for i in rest if i not in others)
+        for tail in _partitions(remaining, size):
+            yield [(first, *others), *tail]
 
 
-def _greedy_partition(mi: np.ndarray, n_groups: int, size: int) -> list[tuple[int, ...]]:
-    """Grow each group from the most dependent remaining pair."""
+def _greedy_partition(mi: np.ndarray, n_groups: int, size: int, start: int) -> list[tuple]:
+    """Grow groups one dim at a time by dependence, the first one from dim ``start``."""
     left = set(range(mi.shape[0]))
     groups = []
-    for _ in range(n_groups):
-        group = [max(left, key=lambda i: mi[i, sorted(left - {i})].sum(initial=0.0))]
-        left.discard(group[0])
+    for g in range(n_groups):
+        first = start if g == 0 else max(left, key=lambda i: mi[i, sorted(left - {i})].sum())
+        group = [first]
+        left.discard(first)
         while len(group) < size:
             nxt = max(left, key=lambda i: mi[i, group].sum())
             group.append(nxt)

@@ -87,8 +87,8 @@ class FacRNN:
     init : {"auto", "ica", "pca"}
         Start of every restart, from the reduced-rank regression of ``x_t`` on
         ``phi(x_{t-1})``: its FastICA components grouped by dependence
-        (``"ica"``, different ICA seeds per restart) or its principal axes and
-        random rotations of them (``"pca"``).  ``"auto"``: ``"ica"`` when an
+        (``"ica"``; restart ``r`` takes the ``r``-th best grouping) or its
+        principal axes and random rotations of them (``"pca"``).  ``"auto"``: ``"ica"`` when an
         independence penalty is used (``beta > 0``) with linear encoder and
         decoder, else ``"pca"``.
     n_init : int
@@ -385,11 +385,12 @@ class FacRNN:
         """Start every restart from the reduced-rank regression of the data.
 
         ``"pca"``: restart 0 takes the principal axes of the rank-K fit, the
-        others random rotations of them.  ``"ica"``: restart ``r`` takes the
-        FastICA components (seed ``seed + r``) of the rank-K latents, grouped
-        so that dependent components share a group: the independent-subspace
-        solution that ICA plus grouping gives (Cardoso's separation principle),
-        which the partial-correlation penalty then refines.
+        others random rotations of them.  ``"ica"``: the FastICA components of
+        the rank-K latents, grouped so that dependent components share a group
+        (the independent-subspace solution that ICA plus grouping gives,
+        Cardoso's separation principle); restart ``r`` takes the ``r``-th best
+        grouping, so the restarts differ exactly where ICA is unsure.  The
+        partial-correlation penalty then refines every start.
         """
         base = reduced_rank_regression(module, data, self.n_latents)
         load_copy(module, 0, base)  # MLP parts keep their random weights
@@ -399,20 +400,22 @@ class FacRNN:
             return
         k, kind = self.n_latents, self._init_kind()
         gen = torch.Generator().manual_seed(self.seed)
+        starts = []  # (mixing, center) per restart
         if kind == "ica":
-            prev = module.phi(data.prev).double().cpu().numpy()
-            z = prev @ base["B"].T + base["b"]
-        for r in range(module.n_copies):
-            if kind == "ica":
-                mixing, center = baselines.ica_unmixing(z, self.seed + r)
-                mixing = mixing[
-                    baselines.group_components(
-                        (z - center) @ mixing.T, self.n_groups, self.group_rank, self.seed
-                    )
-                ]
-            else:
-                mixing = np.eye(k) if r == 0 else random_rotation(k, gen)
-                center = np.zeros(k)
+            z = module.phi(data.prev).double().cpu().numpy() @ base["B"].T + base["b"]
+            unmixing, center = baselines.ica_unmixing(z, self.seed)
+            orders = baselines.group_components(
+                (z - center) @ unmixing.T,
+                self.n_groups,
+                self.group_rank,
+                self.seed,
+                n_best=module.n_copies,
+            )
+            starts = [(unmixing[order], center) for order in orders]
+        while len(starts) < module.n_copies:  # "pca", or fewer distinct groupings than restarts
+            rotation = np.eye(k) if not starts else random_rotation(k, gen)
+            starts.append((rotation, np.zeros(k)))
+        for r, (mixing, center) in enumerate(starts):
             load_copy(module, r, {**base, **baselines.transform_latents(base, mixing, center)})
 
     def _objective(self) -> Objective:
@@ -442,7 +445,7 @@ class FacRNN:
         if regroup:
             z_new = (z - center) @ mixing.T
             order = baselines.group_components(z_new, self.n_groups, self.group_rank, self.seed)
-            mixing = mixing[order]
+            mixing = mixing[order[0]]
         self._set_linear_params(baselines.transform_latents(params, mixing, center))
 
     def _linear_params(self) -> dict[str, np.ndarray]:
