@@ -116,9 +116,10 @@ def demo(output_dir: Path) -> None:
     _run_benchmark([0], output_dir, None)
 
 
-def run() -> None:  # pragma: no cover - console entry with one-line errors
+def run() -> None:
+    """Console entry point: bad input ends with a one-line error, not a traceback."""
     try:
         main(standalone_mode=True)
-    except ValueError as err:
+    except (ValueError, RuntimeError, OSError) as err:
         console.print(f"[red]error:[/] {err}")
         sys.exit(2)

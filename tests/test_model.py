@@ -364,3 +364,4 @@ def test_negative_counts_rejected_for_poisson():
 def test_unfitted_model_says_so():
     with pytest.raises(RuntimeError, match="not fitted yet"):
         FacRNN().transform(np.zeros((5, 3)))
+    assert not hasattr(FacRNN(), "connectivity_")  # scikit-learn's fitted-check convention

@@ -39,6 +39,10 @@ from .training import (
 SAVE_FORMAT = "nwb-facrnn-model/1"
 
 
+class NotFittedError(RuntimeError, AttributeError):
+    """A fitted attribute or method was used before ``fit`` (``hasattr`` is False)."""
+
+
 class FacRNN:
     """Factorized low-rank RNN (Li et al., ICML 2026) trained as a VAE.
 
@@ -461,7 +465,7 @@ class FacRNN:
     # --------------------------------------------------------------- inference
     def _check_fitted(self) -> None:
         if not hasattr(self, "module_"):
-            raise RuntimeError("this FacRNN is not fitted yet; call fit(X) first")
+            raise NotFittedError("this FacRNN is not fitted yet; call fit(X) first")
 
     def _prepare(self, X: ArrayLike, inputs: ArrayLike | None) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()
