@@ -365,3 +365,17 @@ def test_unfitted_model_says_so():
     with pytest.raises(RuntimeError, match="not fitted yet"):
         FacRNN().transform(np.zeros((5, 3)))
     assert not hasattr(FacRNN(), "connectivity_")  # scikit-learn's fitted-check convention
+
+
+def test_fit_on_trials_uses_only_within_trial_transitions(paper_data):
+    data, _, _ = paper_data
+    trials = data.x[:1800].reshape(6, 300, 20)
+    m = FacRNN(seed=0, **FAST).fit(trials, data.u[:1800].reshape(6, 300, 20))
+    assert m.n_samples_ == 6 * 299
+    assert m.transform(trials).shape == (6, 300, 6)
+
+
+def test_all_restarts_diverging_is_reported(paper_data):
+    data, train, _ = paper_data
+    with pytest.raises(RuntimeError, match=r"every restart diverged.*lower learning_rate"):
+        FacRNN(seed=0, learning_rate=1e12, **FAST).fit(data.x * 1e6, step_mask=train)

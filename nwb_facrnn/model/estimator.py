@@ -351,7 +351,13 @@ class FacRNN:
             n_iter_no_change=self.n_iter_no_change,
             progress=self.progress,
         )
-        best = int(np.nanargmin(np.where(np.isfinite(result.final[0]), result.final[0], np.nan)))
+        finite = np.isfinite(result.final[0])
+        if not finite.any():
+            raise RuntimeError(
+                "every restart diverged (non-finite objective); lower learning_rate "
+                f"(now {self.learning_rate}) or check the scale of X"
+            )
+        best = int(np.argmin(np.where(finite, result.final[0], np.inf)))
         self.init_objectives_ = result.final[0]
         self.best_init_ = best
         self.history_ = {t: result.history[:, i, best] for i, t in enumerate(TERMS)}
