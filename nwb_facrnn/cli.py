@@ -73,8 +73,10 @@ def _run_benchmark(seeds: list[int], out_dir: Path, max_epochs: int | None) -> N
     table.add_column("method")
     for label in cols.values():
         table.add_column(label, justify="right")
+    spread = len(seeds) > 1  # mean ± std over seeds; a single seed has no spread
     for method, stats in summary.items():
-        table.add_row(method, *(f"{stats[c][0]:.3f}±{stats[c][1]:.3f}" for c in cols))
+        cells = (f"{m:.3f}±{sd:.3f}" if spread else f"{m:.3f}" for m, sd in map(stats.get, cols))
+        table.add_row(method, *cells)
     console.print(table)
     csv_path = write_rows(rows, out_dir / "synthetic_benchmark.csv")
     fig_path = plot(rows, out_dir / "synthetic_benchmark.png")
