@@ -283,7 +283,7 @@ def test_early_stopping_uses_held_out_transitions(paper_data):
     )
     m.fit(data.x, data.u, step_mask=train)
     assert m.n_samples_ == 999 - round(0.2 * 999)
-    assert m.n_epochs_ < 400
+    assert m.n_epochs_ < 400 and m.stopped_early_
     assert len(m.history_["validation"]) == m.n_epochs_
 
 

@@ -127,8 +127,9 @@ class FacRNN:
         (and ``validation`` with early stopping).
     init_objectives_ : numpy.ndarray, shape (n_init,)
         Final objective of every restart; ``best_init_`` indexes the kept one.
-    n_features_in_, n_samples_, n_epochs_, fit_time_ :
-        Units, training transitions, epochs run, seconds spent in ``fit``.
+    n_features_in_, n_samples_, n_epochs_, stopped_early_, fit_time_ :
+        Units, training transitions, epochs run, whether early stopping ended
+        the fit, seconds spent in ``fit``.
     """
 
     def __init__(
@@ -364,6 +365,7 @@ class FacRNN:
         if result.val_history is not None:
             self.history_["validation"] = result.val_history[:, best]
         self.n_epochs_ = result.n_epochs
+        self.stopped_early_ = result.stopped_early
         self.module_ = self._new_module(1).to(device)
         self.module_.load_state_dict(module.select(best))
         self.module_.eval()
@@ -722,6 +724,7 @@ class FacRNN:
             "latent_std_": float(self.latent_std_),
             "best_init_": int(self.best_init_),
             "n_epochs_": int(self.n_epochs_),
+            "stopped_early_": bool(self.stopped_early_),
             "fit_time_": float(self.fit_time_),
         }
         arrays = {f"state/{k}": v.cpu().numpy() for k, v in self.module_.state_dict().items()}
@@ -762,6 +765,7 @@ class FacRNN:
             "best_init_",
             "n_epochs_",
             "fit_time_",
+            "stopped_early_",
         ):
             setattr(model, k, meta[k])
         model.history_ = {

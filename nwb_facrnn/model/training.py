@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -88,7 +88,6 @@ class TrainResult:
     final: np.ndarray
     n_epochs: int
     stopped_early: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 @torch.no_grad()
