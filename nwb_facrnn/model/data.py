@@ -128,12 +128,13 @@ def smooth_causal(seqs: np.ndarray, tau: float | None) -> np.ndarray:
     """
     if not tau:
         return seqs
+    from scipy.signal import lfilter
+
     lam = 1.0 - np.exp(-1.0 / tau)
-    out = np.empty_like(seqs)
-    out[:, 0] = seqs[:, 0]
-    for t in range(1, seqs.shape[1]):
-        out[:, t] = (1.0 - lam) * out[:, t - 1] + lam * seqs[:, t]
-    return out
+    # first-order IIR filter along time, one C loop; the initial state makes s_0 = x_0
+    zi = (1.0 - lam) * seqs[:, :1].astype(np.float64)
+    out, _ = lfilter([lam], [1.0, -(1.0 - lam)], seqs, axis=1, zi=zi)
+    return out.astype(seqs.dtype)
 
 
 def lagged(seqs: np.ndarray, tau: float | None) -> np.ndarray:
