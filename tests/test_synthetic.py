@@ -6,7 +6,6 @@ import re
 import numpy as np
 import pytest
 
-from nwb_facrnn import synthetic
 from nwb_facrnn.synthetic import (
     CHAOTIC_SYSTEMS,
     SyntheticDataset,
@@ -14,6 +13,7 @@ from nwb_facrnn.synthetic import (
     make_lowrank_rnn_dataset,
     make_poisson_dataset,
 )
+from nwb_facrnn.synthetic import dynamics as synthetic
 
 
 @pytest.fixture(scope="module")
