@@ -2,6 +2,8 @@
 
 __version__ = "0.1.0"
 
+from .io import NWBReadError, read_nwb
 from .model import FacRNN
+from .neural_data import NeuralData
 
-__all__ = ["FacRNN", "__version__"]
+__all__ = ["FacRNN", "NWBReadError", "NeuralData", "__version__", "read_nwb"]

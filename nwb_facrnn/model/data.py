@@ -10,11 +10,37 @@ crosses a trial boundary.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 ArrayLike = np.ndarray | torch.Tensor
+
+
+@runtime_checkable
+class NeuralDataLike(Protocol):
+    """What the estimator reads from a :class:`~nwb_facrnn.NeuralData` (no NWB import here)."""
+
+    activity: np.ndarray
+    mask: np.ndarray
+    inputs: np.ndarray | None
+
+
+def unpack_neural_data(
+    X: Any, inputs: ArrayLike | None, mask: ArrayLike | None
+) -> tuple[Any, ArrayLike | None, ArrayLike | None]:
+    """Split a NeuralData into (activity, inputs, mask); arrays pass through unchanged.
+
+    Explicit ``inputs`` / ``mask`` arguments take precedence over the NeuralData's own.
+    """
+    if isinstance(X, NeuralDataLike):
+        return (
+            X.activity,
+            inputs if inputs is not None else X.inputs,
+            mask if mask is not None else X.mask,
+        )
+    return X, inputs, mask
 
 
 def as_sequences(x: ArrayLike, name: str = "X", n_features: int | None = None) -> np.ndarray:
@@ -114,6 +140,54 @@ def step_mask_like(mask: ArrayLike | None, seqs: np.ndarray, name: str = "step_m
     return m
 
 
+def observed_like(
+    mask: ArrayLike | None, seqs: np.ndarray, name: str = "mask"
+) -> np.ndarray | None:
+    """Validate an element-wise observation mask; return shape (n_trials, T, N) or None.
+
+    ``True`` marks an observed value; unobserved values (a unit outside its
+    ``obs_intervals``, padding after a short trial, a dropped imaging frame)
+    carry no information and are left out of the likelihood.
+    """
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.dtype != bool:
+        raise ValueError(f"{name} must be boolean, got dtype {m.dtype}")
+    if m.ndim == 2:
+        m = m[None]
+    if m.shape != seqs.shape:
+        raise ValueError(f"{name} must have the shape of the activity {seqs.shape}, got {m.shape}")
+    return None if m.all() else m
+
+
+def observed_mean(seqs: np.ndarray, observed: np.ndarray | None, name: str = "X") -> np.ndarray:
+    """Per-unit mean over observed values, shape (N,), float32.
+
+    Raises
+    ------
+    ValueError
+        A unit that is never observed.
+    """
+    if observed is None:
+        return seqs.mean(axis=(0, 1))
+    n_obs = observed.sum(axis=(0, 1))
+    never = np.flatnonzero(n_obs == 0)
+    if never.size:
+        raise ValueError(
+            f"{name}: unit(s) at column(s) {never[:10].tolist()} are never observed (mask is all "
+            "False); drop them before fitting"
+        )
+    return (np.where(observed, seqs, 0).sum(axis=(0, 1)) / n_obs).astype(np.float32)
+
+
+def impute(seqs: np.ndarray, observed: np.ndarray | None, fill: np.ndarray) -> np.ndarray:
+    """Replace unobserved values by ``fill`` (one value per unit, shape (N,))."""
+    if observed is None:
+        return seqs
+    return np.where(observed, seqs, fill.astype(seqs.dtype))
+
+
 def smooth_causal(seqs: np.ndarray, tau: float | None) -> np.ndarray:
     """Causal exponential smoothing along time, restarted in every sequence.
 
@@ -163,17 +237,22 @@ class Transitions:
         Activity to explain.
     inputs : torch.Tensor, shape (M, N)
         External input at the current step.
+    weight : torch.Tensor or None, shape (M, N)
+        1.0 where ``curr`` was observed, 0.0 where it was imputed; None when
+        everything was observed.
     """
 
     prev: torch.Tensor
     curr: torch.Tensor
     inputs: torch.Tensor
+    weight: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.prev.shape[0]
 
     def subset(self, idx: torch.Tensor) -> Transitions:
-        return Transitions(self.prev[idx], self.curr[idx], self.inputs[idx])
+        w = None if self.weight is None else self.weight[idx]
+        return Transitions(self.prev[idx], self.curr[idx], self.inputs[idx], w)
 
 
 def make_transitions(
@@ -182,6 +261,8 @@ def make_transitions(
     tau: float | None,
     device: torch.device,
     step_mask: np.ndarray | None = None,
+    observed: np.ndarray | None = None,
+    fill: np.ndarray | None = None,
 ) -> Transitions:
     """Collect every within-sequence transition whose target step is selected.
 
@@ -192,9 +273,22 @@ def make_transitions(
         Smoothing time constant of the lagged activity, in bins.
     step_mask : numpy.ndarray of bool, shape (n_trials, T), optional
         Which target steps ``t`` to use; step 0 never is (it has no predecessor).
+    observed : numpy.ndarray of bool, shape (n_trials, T, N), optional
+        Element-wise observation mask.  Unobserved values are replaced by
+        ``fill`` (as encoder input) and weighted 0 in the likelihood; steps
+        where no unit was observed (e.g. padding) are never targets.
+    fill : numpy.ndarray, shape (N,), optional
+        Value per unit for unobserved entries (required with ``observed``).
     """
     keep = np.ones(seqs.shape[:2], dtype=bool) if step_mask is None else step_mask.copy()
     keep[:, 0] = False
+    weight = None
+    if observed is not None:
+        keep &= observed.any(axis=2)
+        seqs = impute(seqs, observed, fill)
+        weight = observed[keep].astype(seqs.dtype)
     prev = lagged(seqs, tau)[keep]
     as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
-    return Transitions(as_t(prev), as_t(seqs[keep]), as_t(u[keep]))
+    return Transitions(
+        as_t(prev), as_t(seqs[keep]), as_t(u[keep]), None if weight is None else as_t(weight)
+    )

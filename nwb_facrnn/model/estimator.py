@@ -18,12 +18,17 @@ from .. import __version__
 from . import baselines
 from .data import (
     ArrayLike,
+    NeuralDataLike,
     Transitions,
     as_sequences,
+    impute,
     inputs_like,
     lagged,
     make_transitions,
+    observed_like,
+    observed_mean,
     step_mask_like,
+    unpack_neural_data,
 )
 from .losses import gaussian_nll, poisson_nll
 from .modules import NONLINEARITIES, OUTPUT_ACTIVATIONS, LowRankRNNVAE
@@ -122,6 +127,9 @@ class FacRNN:
         Per-unit Gaussian noise std (Gaussian observation only).
     latent_std_ : float
         ``sigma_q = n_samples_ ** (-1 / (K + 4))``.
+    observed_mean_ : numpy.ndarray, shape (N,)
+        Each unit's mean over its observed values; stands in for unobserved
+        values (see ``mask``) as encoder input.
     history_ : dict of numpy.ndarray
         Per-epoch ``total, reconstruction, kl, pc, bd`` of the kept restart
         (and ``validation`` with early stopping).
@@ -293,34 +301,49 @@ class FacRNN:
 
     # --------------------------------------------------------------------- fit
     def fit(
-        self, X: ArrayLike, inputs: ArrayLike | None = None, step_mask: ArrayLike | None = None
+        self,
+        X: ArrayLike | NeuralDataLike,
+        inputs: ArrayLike | None = None,
+        step_mask: ArrayLike | None = None,
+        mask: ArrayLike | None = None,
     ) -> FacRNN:
         """Fit the model.
 
         Parameters
         ----------
-        X : array, shape (T, N) or (n_trials, T, N)
+        X : array, shape (T, N) or (n_trials, T, N), or NeuralData
             Binned spike counts, rates or dF/F traces; no transition crosses a
-            trial boundary.
+            trial boundary.  A :class:`~nwb_facrnn.NeuralData` (from
+            :func:`~nwb_facrnn.read_nwb`) brings its own ``mask`` and ``inputs``.
         inputs : array, same shape as X, optional
             External input ``u_t`` added to every unit's drive.
         step_mask : bool array, shape (T,) or (n_trials, T), optional
             Which time steps are training targets, e.g. the even steps of the
             paper's interleaved train/test split.
+        mask : bool array, same shape as X, optional
+            True where a value was observed.  Unobserved values (a unit
+            outside its ``obs_intervals``, padding after a short trial) are
+            left out of the likelihood and replaced by the unit's observed
+            mean (:attr:`observed_mean_`) as encoder input.
 
         Returns
         -------
         self
         """
         self._validate_params()
+        X, inputs, mask = unpack_neural_data(X, inputs, mask)
         seqs = as_sequences(X, "X")
-        if self.observation == "poisson" and (seqs < 0).any():
+        observed = observed_like(mask, seqs)
+        if self.observation == "poisson" and (impute(seqs, observed, np.zeros(1)) < 0).any():
             raise ValueError("observation='poisson' needs non-negative counts in X")
         u = inputs_like(inputs, seqs)
-        mask = step_mask_like(step_mask, seqs)
+        step = step_mask_like(step_mask, seqs)
         device = self._torch_device()
         start = time.perf_counter()
-        data = make_transitions(seqs, u, self.smoothing, device, mask)
+        self.observed_mean_ = observed_mean(seqs, observed)
+        data = make_transitions(
+            seqs, u, self.smoothing, device, step, observed, self.observed_mean_
+        )
         if len(data) < 2:
             raise ValueError(
                 f"X has {len(data)} training transition(s); at least 2 are needed "
@@ -475,15 +498,27 @@ class FacRNN:
         if not hasattr(self, "module_"):
             raise NotFittedError("this FacRNN is not fitted yet; call fit(X) first")
 
-    def _prepare(self, X: ArrayLike, inputs: ArrayLike | None) -> tuple[np.ndarray, np.ndarray]:
+    def _prepare(
+        self, X: ArrayLike | NeuralDataLike, inputs: ArrayLike | None, mask: ArrayLike | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+        """Validated (seqs, inputs, observed, single) with unobserved values imputed."""
         self._check_fitted()
+        X, inputs, mask = unpack_neural_data(X, inputs, mask)
+        single = np.ndim(X) == 2
         seqs = as_sequences(X, "X", n_features=self.n_features_in_)
-        return seqs, inputs_like(inputs, seqs)
+        observed = observed_like(mask, seqs)
+        u = inputs_like(inputs, seqs)
+        return impute(seqs, observed, self.observed_mean_), u, observed, single
 
     def _device(self) -> torch.device:
         return next(self.module_.parameters()).device
 
-    def transform(self, X: ArrayLike, inputs: ArrayLike | None = None) -> np.ndarray:
+    def transform(
+        self,
+        X: ArrayLike | NeuralDataLike,
+        inputs: ArrayLike | None = None,
+        mask: ArrayLike | None = None,
+    ) -> np.ndarray:
         """Posterior-mean latents.
 
         Row ``t`` is ``z_t = B phi(x_{t-1}) + b``; row 0 of every sequence uses
@@ -491,30 +526,44 @@ class FacRNN:
 
         Parameters
         ----------
-        X : array, shape (T, N) or (n_trials, T, N)
+        X : array, shape (T, N) or (n_trials, T, N), or NeuralData
         inputs : ignored by the encoder; accepted for symmetry with ``fit``.
+        mask : bool array, same shape as X, optional
+            True where observed; unobserved values are replaced by
+            :attr:`observed_mean_`.  Time steps where no unit was observed
+            (e.g. padding after a short trial) get NaN latents.
 
         Returns
         -------
         numpy.ndarray, shape (T, K) or (n_trials, T, K), float32
         """
-        seqs, _ = self._prepare(X, inputs)
+        seqs, _, observed, single = self._prepare(X, inputs, mask)
         prev = torch.as_tensor(lagged(seqs, self.smoothing), device=self._device())
         with torch.no_grad():
             z = self.module_.encode(prev.reshape(-1, seqs.shape[2]))[0]
         z = z.reshape(*seqs.shape[:2], -1).cpu().numpy()
-        return z[0] if np.ndim(X) == 2 else z
+        if observed is not None:
+            z[~observed.any(axis=2)] = np.nan
+        return z[0] if single else z
 
-    def fit_transform(self, X: ArrayLike, inputs: ArrayLike | None = None, **kw: Any) -> np.ndarray:
-        """``fit(X, inputs, **kw).transform(X, inputs)``."""
-        return self.fit(X, inputs, **kw).transform(X, inputs)
+    def fit_transform(
+        self, X: ArrayLike | NeuralDataLike, inputs: ArrayLike | None = None, **kw: Any
+    ) -> np.ndarray:
+        """``fit(X, inputs, **kw).transform(X, inputs, mask)``."""
+        return self.fit(X, inputs, **kw).transform(X, inputs, kw.get("mask"))
 
-    def predict(self, X: ArrayLike, inputs: ArrayLike | None = None) -> np.ndarray:
+    def predict(
+        self,
+        X: ArrayLike | NeuralDataLike,
+        inputs: ArrayLike | None = None,
+        mask: ArrayLike | None = None,
+    ) -> np.ndarray:
         """One-step-ahead prediction of the activity (Gaussian mean or Poisson rate).
 
-        Returns the same shape as ``X``; row ``t`` predicts ``x_t`` from ``x_{t-1}``.
+        Returns the same shape as ``X``; row ``t`` predicts ``x_t`` from ``x_{t-1}``
+        (unobserved inputs imputed as in :meth:`transform`).
         """
-        seqs, u = self._prepare(X, inputs)
+        seqs, u, _, single = self._prepare(X, inputs, mask)
         z = torch.as_tensor(self.transform(seqs), device=self._device())
         with torch.no_grad():
             out = self.module_.decode(
@@ -522,14 +571,15 @@ class FacRNN:
                 torch.as_tensor(u.reshape(-1, u.shape[-1]), device=self._device()),
             )[0]
         out = out.reshape(seqs.shape).cpu().numpy()
-        return out[0] if np.ndim(X) == 2 else out
+        return out[0] if single else out
 
     def score(
         self,
-        X: ArrayLike,
+        X: ArrayLike | NeuralDataLike,
         inputs: ArrayLike | None = None,
         step_mask: ArrayLike | None = None,
         n_samples: int = 256,
+        mask: ArrayLike | None = None,
     ) -> float:
         """Mean one-step predictive log-likelihood ``log p(x_t | x_{t-1})`` in nats per step.
 
@@ -541,10 +591,19 @@ class FacRNN:
         ----------
         step_mask : bool array, shape (T,) or (n_trials, T), optional
             Which target steps to score (e.g. held-out ones); step 0 never is.
+        mask : bool array, same shape as X, optional
+            Element-wise observation mask; only observed values are scored
+            (by Monte Carlo, as the closed form needs every unit).
         """
-        seqs, u = self._prepare(X, inputs)
+        seqs, u, observed, _ = self._prepare(X, inputs, mask)
         data = make_transitions(
-            seqs, u, self.smoothing, self._device(), step_mask_like(step_mask, seqs)
+            seqs,
+            u,
+            self.smoothing,
+            self._device(),
+            step_mask_like(step_mask, seqs),
+            observed,
+            self.observed_mean_,
         )
         if len(data) == 0:
             raise ValueError("no time step to score: step_mask selects none after step 0")
@@ -552,7 +611,8 @@ class FacRNN:
         with torch.no_grad():
             mu = m.encode(data.prev)  # (1, M, K)
             closed = (
-                m.observation == "gaussian"
+                data.weight is None
+                and m.observation == "gaussian"
                 and m.decoder_kind == "linear"
                 and self.output_activation is None
             )
@@ -578,10 +638,11 @@ class FacRNN:
                 (n_samples, *mu_b.shape), generator=gen, device=mu.device, dtype=mu.dtype
             )
             out = m.decode(mu_b + self.latent_std_ * eps, data.inputs[idx])  # (S, M, N)
+            w = None if data.weight is None else data.weight[idx]
             if m.observation == "poisson":
-                ll = -poisson_nll(data.curr[idx], out)
+                ll = -poisson_nll(data.curr[idx], out, w)
             else:
-                ll = -gaussian_nll(data.curr[idx], out, m.log_std)
+                ll = -gaussian_nll(data.curr[idx], out, m.log_std, w)
             total += float((torch.logsumexp(ll, 0) - math.log(n_samples)).sum())
         return total / mu.shape[1]
 
@@ -730,6 +791,7 @@ class FacRNN:
         arrays = {f"state/{k}": v.cpu().numpy() for k, v in self.module_.state_dict().items()}
         arrays.update({f"history/{k}": np.asarray(v) for k, v in self.history_.items()})
         arrays["init_objectives_"] = np.asarray(self.init_objectives_)
+        arrays["observed_mean_"] = np.asarray(self.observed_mean_)
         arrays["meta"] = np.array(json.dumps(meta))
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
@@ -772,6 +834,7 @@ class FacRNN:
             k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("history/")
         }
         model.init_objectives_ = arrays["init_objectives_"]
+        model.observed_mean_ = arrays["observed_mean_"]
         model.module_ = model._new_module(1).to(model._torch_device())
         state = {
             k.split("/", 1)[1]: torch.from_numpy(v)

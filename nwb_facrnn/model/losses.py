@@ -18,7 +18,12 @@ import torch
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+def gaussian_nll(
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    log_std: torch.Tensor,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Negative log-likelihood of ``x`` under independent Gaussians.
 
     Parameters
@@ -27,25 +32,30 @@ def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> 
     mean : torch.Tensor, shape (R, M, N)
     log_std : torch.Tensor, shape (R, N)
         Per-unit log standard deviation.
+    weight : torch.Tensor, shape (M, N), optional
+        1 for observed values, 0 for unobserved ones (left out of the sum).
 
     Returns
     -------
     torch.Tensor, shape (R, M)
-        Sum over units, in nats.
+        Sum over (observed) units, in nats.
     """
     resid = (x - mean) * torch.exp(-log_std)[:, None, :]
     nll = 0.5 * resid.pow(2) + log_std[:, None, :] + 0.5 * LOG_2PI
-    return nll.sum(-1)
+    return (nll if weight is None else nll * weight).sum(-1)
 
 
-def poisson_nll(x: torch.Tensor, rate: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def poisson_nll(
+    x: torch.Tensor, rate: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-8
+) -> torch.Tensor:
     """Negative log-likelihood of counts ``x`` (M, N) under Poisson ``rate`` (R, M, N).
 
     Includes the ``log(x!)`` term so values are true log-likelihoods; returns
-    the sum over units, shape (R, M).
+    the sum over units, shape (R, M).  ``weight`` (M, N), optional, is 1 for
+    observed and 0 for unobserved values.
     """
     nll = rate - x * torch.log(rate + eps) + torch.lgamma(x + 1.0)
-    return nll.sum(-1)
+    return (nll if weight is None else nll * weight).sum(-1)
 
 
 def kl_to_standard_normal(mu: torch.Tensor, sigma: float) -> torch.Tensor:

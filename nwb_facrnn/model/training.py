@@ -52,9 +52,9 @@ class Objective:
         z = mu + self.sigma * eps
         out = module.decode(z, batch.inputs)
         if module.observation == "poisson":
-            rec = poisson_nll(batch.curr, out).mean(-1)
+            rec = poisson_nll(batch.curr, out, batch.weight).mean(-1)
         else:
-            rec = gaussian_nll(batch.curr, out, module.log_std).mean(-1)
+            rec = gaussian_nll(batch.curr, out, module.log_std, batch.weight).mean(-1)
         kl = kl_to_standard_normal(mu, self.sigma).mean(-1)
         zero = rec.new_zeros(rec.shape)
         pc = (

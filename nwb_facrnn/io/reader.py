@@ -1,0 +1,368 @@
+"""``read_nwb``: one call from an NWB file to a fit-ready :class:`~nwb_facrnn.NeuralData`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .. import __version__
+from ..neural_data import NeuralData
+from .backend import detect_backend, open_io
+from .binning import BinGrid, bin_series
+from .errors import NWBReadError, source_name
+from .layout import TRIALS_PATH, Layout, make_layout
+from .nwb_objects import find_time_series, object_path, series_timestamps
+from .ophys import (
+    Detrend,
+    bin_rois,
+    detrend_traces,
+    drop_all_nan,
+    find_roi_series,
+    list_roi_series,
+    roi_columns,
+    select_rois,
+    zscore_traces,
+)
+from .selection import Selection
+from .units import UNITS_PATH, bin_units, load_units, select_units
+
+DEFAULT_SPIKE_BIN_SIZE = 0.02
+
+
+def read_nwb(
+    source: str | os.PathLike | Any,
+    *,
+    modality: Literal["spikes", "ophys"] | None = None,
+    bin_size: float | None = None,
+    trials: bool | Selection | None = None,
+    align: str | None = None,
+    window: tuple[float, float] | None = None,
+    time_range: tuple[float, float] | None = None,
+    units: Selection | None = None,
+    series: str | None = None,
+    rois: Selection | None = None,
+    detrend: Detrend | None = None,
+    zscore: bool = False,
+    behavior: str | Sequence[str] | None = None,
+    inputs: str | None = None,
+) -> NeuralData:
+    """Read binned activity from an NWB file, ready for :meth:`FacRNN.fit`.
+
+    Parameters
+    ----------
+    source : path or pynwb.NWBFile
+        An HDF5 ``.nwb`` file, a Zarr NWB store (directory), or an open ``NWBFile`` (left
+        open).  Files are opened read-only and never modified.
+    modality : {"spikes", "ophys"}, optional
+        Which data to read.  Default: ``"ophys"`` when ``series`` or ``rois`` is given or the
+        file has no Units table, else ``"spikes"``.
+    bin_size : float, optional
+        Bin width in seconds.  Spikes: default 0.02.  Imaging: default the frame interval
+        (one bin per frame); a larger bin averages frames, a smaller one interpolates.
+    trials : bool or selection, optional
+        Default: cut the data into trials when the file has a trials table, else continuous.
+        False: continuous.  A selection keeps some trials, e.g. ``{"split": "train"}``.
+        Whole trials run from ``start_time`` to ``stop_time``; shorter ones are padded
+        at the end and the padding is masked.
+    align, window : str, (float, float)
+        Cut ``window = (before, after)`` seconds around the trials column ``align`` instead
+        (e.g. ``align="move_onset_time", window=(-0.25, 0.45)``); trials without the event
+        (NaN) are dropped with a warning.
+    time_range : (float, float), optional
+        Continuous data only: the stretch of the session to read (default: all of it).
+    units : selection, optional
+        Which units to read: ``{"heldout": False}``, ``{"electrode_group": "M1"}``,
+        ``{"location": [...]}``, or the string form ``"heldout == False"``.
+    series : str, optional
+        The RoiResponseSeries: its name, its container's name (``"DfOverF"``,
+        ``"Fluorescence"``) or its path in the file.  Default: the DfOverF series, else
+        the Fluorescence one.
+    rois : selection, optional
+        Which ROIs of the series' PlaneSegmentation, e.g. ``{"accepted": True}``.
+    detrend : {"linear", "exponential"}, optional
+        Imaging: remove photobleaching.  On Fluorescence the result is ``(F - trend) /
+        trend``; on dF/F the trend is subtracted.
+    zscore : bool, default False
+        Imaging: z-score every ROI over its observed bins (after detrending).
+    behavior : str or list of str, optional
+        TimeSeries / SpatialSeries to put on the same bins (e.g. ``"hand_vel"``), by name or
+        path; for evaluation only.
+    inputs : str, optional
+        A TimeSeries with one column per (selected) unit, fed to the model as ``u_t``.
+
+    Returns
+    -------
+    NeuralData
+
+    Raises
+    ------
+    NWBReadError
+        Input that cannot be read as asked; the message names the file, the NWB object and
+        what was expected.
+    """
+    options = {
+        k: v
+        for k, v in dict(
+            modality=modality,
+            bin_size=bin_size,
+            trials=trials,
+            align=align,
+            window=window,
+            time_range=time_range,
+            units=units,
+            series=series,
+            rois=rois,
+            detrend=detrend,
+            zscore=zscore,
+            behavior=behavior,
+            inputs=inputs,
+        ).items()
+        if v is not None
+    }
+    if bin_size is not None and not (isinstance(bin_size, int | float) and bin_size > 0):
+        raise ValueError(f"bin_size must be a positive number of seconds, got {bin_size!r}")
+    with open_nwbfile(source) as (nwbfile, name, backend):
+        kind = _choose_modality(nwbfile, name, modality, series, rois)
+        reader = _read_spikes if kind == "spikes" else _read_ophys
+        data, grid = reader(nwbfile, name, options)
+        names = [] if behavior is None else [behavior] if isinstance(behavior, str) else behavior
+        for b in names:
+            values, path = _resample_series(nwbfile, name, b, grid, "behavior")
+            data.behavior[b] = _squeeze(values, data)
+            data.provenance["objects"][f"behavior/{b}"] = path
+        if inputs is not None:
+            u, path = _resample_series(nwbfile, name, inputs, grid, "input")
+            u = _squeeze(u, data)
+            if u.shape[-1] != data.n_units:
+                raise NWBReadError(
+                    name,
+                    path,
+                    f"an inputs series needs one column per unit ({data.n_units}), got "
+                    f"{u.shape[-1]}; FacRNN adds u_t to each unit's drive",
+                )
+            data.inputs = np.nan_to_num(u).astype(np.float32)
+            data.provenance["objects"]["inputs"] = path
+        data.provenance.update(
+            source=name,
+            backend=backend,
+            identifier=str(nwbfile.identifier),
+            session_start_time=str(nwbfile.session_start_time),
+            options=_jsonable(options),
+            nwb_facrnn_version=__version__,
+        )
+    return data
+
+
+@contextlib.contextmanager
+def open_nwbfile(source: str | os.PathLike | Any) -> Iterator[tuple[Any, str, str]]:
+    """Yield ``(nwbfile, source name, backend)`` for a path (opened read-only) or an NWBFile.
+
+    Paths are closed on exit; an NWBFile passed in is left open.
+    """
+    from pynwb import NWBFile
+
+    if isinstance(source, NWBFile):
+        yield source, source_name(source) or "<in-memory NWBFile>", "in-memory"
+        return
+    if not isinstance(source, str | os.PathLike):
+        raise TypeError(f"source must be a path or a pynwb.NWBFile, got {type(source).__name__}")
+    path = Path(source)
+    name = str(path)
+    backend = detect_backend(path)
+    if backend == "hdf5":
+        _check_hdf5_is_nwb(path)
+    io = None
+    try:
+        io = open_io(path, backend)
+        nwbfile = io.read()
+    except NWBReadError:
+        if io is not None:
+            io.close()
+        raise
+    except Exception as err:  # anything pynwb/hdmf/h5py raise for a broken file
+        if io is not None:
+            with contextlib.suppress(Exception):
+                io.close()
+        raise NWBReadError(
+            name, "/", f"cannot be read as NWB ({type(err).__name__}: {err})"
+        ) from None
+    try:
+        yield nwbfile, name, backend
+    finally:
+        io.close()
+
+
+def _check_hdf5_is_nwb(path: Path) -> None:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("nwb_version")
+    except OSError as err:
+        raise NWBReadError(
+            path, "/", f"HDF5 file cannot be opened; it may be truncated or corrupt ({err})"
+        ) from None
+    if version is None:
+        raise NWBReadError(
+            path, "/", "an HDF5 file without an nwb_version attribute: not an NWB file"
+        )
+
+
+def _choose_modality(
+    nwbfile: Any, source: str, modality: str | None, series: str | None, rois: Any
+) -> str:
+    has_units = nwbfile.units is not None
+    has_ophys = bool(list_roi_series(nwbfile))
+    if modality is not None:
+        if modality not in ("spikes", "ophys"):
+            raise ValueError(f"modality must be 'spikes' or 'ophys', got {modality!r}")
+        return modality
+    if series is not None or rois is not None:
+        return "ophys"
+    if has_units:
+        return "spikes"
+    if has_ophys:
+        return "ophys"
+    raise NWBReadError(
+        source,
+        "/",
+        "nothing to fit: no Units table (/units) and no RoiResponseSeries under "
+        "processing (DfOverF or Fluorescence)",
+    )
+
+
+def _trials_span(nwbfile: Any) -> tuple[float, float] | None:
+    table = nwbfile.trials
+    if table is None or len(table) == 0:
+        return None
+    start = np.asarray(table["start_time"].data[:], dtype=float)
+    stop = np.asarray(table["stop_time"].data[:], dtype=float)
+    return float(np.nanmin(start)), float(np.nanmax(stop))
+
+
+def _layout(nwbfile: Any, source: str, options: dict, bin_size: float, extent) -> Layout:
+    return make_layout(
+        nwbfile,
+        source,
+        bin_size=bin_size,
+        extent=extent,
+        trials=options.get("trials"),
+        align=options.get("align"),
+        window=options.get("window"),
+        time_range=options.get("time_range"),
+    )
+
+
+def _read_spikes(nwbfile: Any, source: str, options: dict) -> tuple[NeuralData, BinGrid]:
+    if options.get("detrend") or options.get("zscore"):
+        raise ValueError("detrend and zscore apply to imaging data, not spike counts")
+    table = load_units(nwbfile, source)
+    table, _ = select_units(table, options.get("units"), source)
+    bin_size = float(options.get("bin_size") or DEFAULT_SPIKE_BIN_SIZE)
+    layout = _layout(nwbfile, source, options, bin_size, table.extent(_trials_span(nwbfile)))
+    counts, mask = bin_units(table, layout.grid)
+    objects = {"activity": f"{UNITS_PATH}/spike_times", "units": UNITS_PATH}
+    data = _assemble(counts, mask, layout, table.ids, UNITS_PATH, "spikes", table.columns, objects)
+    return data, layout.grid
+
+
+def _read_ophys(nwbfile: Any, source: str, options: dict) -> tuple[NeuralData, BinGrid]:
+    roi = find_roi_series(nwbfile, source, options.get("series"))
+    columns = roi_columns(roi)
+    keep = select_rois(roi, columns, options.get("rois"), source)
+    bin_size = float(options.get("bin_size") or roi.sampling_interval)
+    layout = _layout(nwbfile, source, options, bin_size, roi.extent())
+    values, observed = bin_rois(roi, keep, layout.grid)
+    ids = np.asarray(roi.table.id.data[:])[roi.rows][keep]
+    columns = {k: v[keep] for k, v in columns.items()}
+    has_data = drop_all_nan(values, observed, ids, source, roi.path)
+    values, observed, ids = values[..., has_data], observed[..., has_data], ids[has_data]
+    columns = {k: v[has_data] for k, v in columns.items()}
+    times = layout.grid.timestamps() + bin_size / 2
+    if options.get("detrend"):
+        values = detrend_traces(
+            values, observed, times, options["detrend"], divide=roi.kind == "Fluorescence"
+        )
+    if options.get("zscore"):
+        values = zscore_traces(values, observed)
+    objects = {"activity": roi.path, "rois": roi.table_path}
+    data = _assemble(
+        values.astype(np.float32), observed, layout, ids, roi.table_path, "ophys", columns, objects
+    )
+    data.provenance["series_kind"] = roi.kind
+    data.provenance["frame_rate"] = 1.0 / roi.sampling_interval
+    return data, layout.grid
+
+
+def _assemble(
+    activity: np.ndarray,
+    mask: np.ndarray,
+    layout: Layout,
+    unit_ids: np.ndarray,
+    table_path: str,
+    modality: str,
+    unit_columns: dict[str, np.ndarray],
+    objects: dict[str, str],
+) -> NeuralData:
+    grid = layout.grid
+    activity = np.where(mask, activity, 0.0).astype(np.float32)
+    timestamps = grid.timestamps()
+    continuous = layout.trial_ids is None
+    if layout.trial_ids is not None:
+        objects["trials"] = TRIALS_PATH
+    data = NeuralData(
+        activity=activity[0] if continuous else activity,
+        mask=mask[0] if continuous else mask,
+        timestamps=timestamps[0] if continuous else timestamps,
+        bin_size=grid.bin_size,
+        unit_ids=unit_ids,
+        unit_table=table_path,
+        modality=modality,  # type: ignore[arg-type]
+        unit_columns=unit_columns,
+        trial_ids=layout.trial_ids,
+        trials=layout.trials,
+        provenance={"objects": objects, "layout": layout.description},
+    )
+    return data
+
+
+def _resample_series(
+    nwbfile: Any, source: str, name: str, grid: BinGrid, what: str
+) -> tuple[np.ndarray, str]:
+    """A TimeSeries averaged onto ``grid``: (n_seq, T, D) float32 with NaN where unobserved."""
+    s = find_time_series(nwbfile, name, source, what)
+    path = object_path(s)
+    ts = series_timestamps(s, source)
+    data = s.data
+
+    def read_rows(i0: int, i1: int) -> np.ndarray:
+        return np.asarray(data[i0:i1], dtype=np.float64).reshape(i1 - i0, -1)
+
+    values, observed = bin_series(ts, read_rows, grid)
+    out = np.where(observed, values, np.nan).astype(np.float32)
+    out[~grid.valid()] = np.nan
+    return out, path
+
+
+def _squeeze(values: np.ndarray, data: NeuralData) -> np.ndarray:
+    """Drop the sequence axis for continuous data."""
+    return values[0] if data.is_continuous else values
+
+
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in options.items():
+        if isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, dict):
+            v = {
+                kk: repr(vv) if not isinstance(vv, str | int | float | bool) else vv
+                for kk, vv in v.items()
+            }
+        out[k] = v
+    return out

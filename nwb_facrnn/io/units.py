@@ -1,0 +1,152 @@
+"""Spiking data: the Units table's spike times binned into counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .binning import BinGrid, bin_spike_times, observed_bins, ragged_segments
+from .errors import NWBReadError
+from .nwb_objects import table_columns
+from .selection import Selection, select_rows
+
+UNITS_PATH = "/units"
+
+
+@dataclass
+class UnitsTable:
+    """The parts of a Units table needed for binning, read once.
+
+    Attributes
+    ----------
+    ids : numpy.ndarray, shape (N_all,)
+    times : numpy.ndarray, float64, shape (S,)
+        All spike times, concatenated unit after unit.
+    begins, ends : numpy.ndarray, int64, shape (N_all,)
+        Each unit's slice of ``times``.
+    intervals : list of (n_i, 2) arrays or None
+        ``obs_intervals`` of each unit (None when the table has no such column).
+    columns : dict of str to numpy.ndarray
+        Scalar columns, plus ``electrode_group`` and ``location`` from the electrodes table.
+    """
+
+    ids: np.ndarray
+    times: np.ndarray
+    begins: np.ndarray
+    ends: np.ndarray
+    intervals: list[np.ndarray | None]
+    columns: dict[str, np.ndarray]
+
+    def select(self, keep: np.ndarray) -> UnitsTable:
+        idx = np.flatnonzero(keep)
+        return UnitsTable(
+            self.ids[idx],
+            self.times,
+            self.begins[idx],
+            self.ends[idx],
+            [self.intervals[i] for i in idx],
+            {k: v[idx] for k, v in self.columns.items()},
+        )
+
+    def extent(self, trials_span: tuple[float, float] | None) -> tuple[float, float]:
+        """The recorded time span: the ``obs_intervals`` if given, else spikes and trials."""
+        ivs = [iv for iv in self.intervals if iv is not None and len(iv)]
+        if ivs:
+            stacked = np.concatenate(ivs)
+            return float(stacked[:, 0].min()), float(stacked[:, 1].max())
+        spans = []
+        for b, e in zip(self.begins, self.ends, strict=True):
+            if e > b:
+                seg = self.times[b:e]
+                spans.append((seg.min(), seg.max()))
+        lo = min((s[0] for s in spans), default=np.inf)
+        hi = max((s[1] for s in spans), default=-np.inf)
+        if trials_span is not None:
+            lo, hi = min(lo, trials_span[0]), max(hi, trials_span[1])
+        return float(lo), float(hi)
+
+
+def load_units(nwbfile: Any, source: str) -> UnitsTable:
+    """Read spike times, ``obs_intervals`` and unit metadata of the file's Units table.
+
+    Raises
+    ------
+    NWBReadError
+        No or an empty Units table, or one without ``spike_times``.
+    """
+    units = nwbfile.units
+    if units is None:
+        raise NWBReadError(source, UNITS_PATH, "the file has no Units table")
+    n = len(units.id)
+    if n == 0:
+        raise NWBReadError(source, UNITS_PATH, "the Units table is empty (0 units)")
+    if "spike_times" not in units.colnames:
+        raise NWBReadError(
+            source,
+            f"{UNITS_PATH}/spike_times",
+            f"the Units table has no spike_times column; columns: {', '.join(units.colnames)}",
+        )
+    index = units["spike_times"]
+    times = np.asarray(index.target.data[:], dtype=np.float64)
+    begins, ends = ragged_segments(index.data[:])
+    if len(ends) != n or (n and ends[-1] > len(times)):
+        raise NWBReadError(
+            source,
+            f"{UNITS_PATH}/spike_times_index",
+            f"index of {len(ends)} rows (last {ends[-1] if n else 0}) does not fit {n} units "
+            f"and {len(times)} spike times",
+        )
+    intervals: list[np.ndarray | None] = [None] * n
+    if "obs_intervals" in units.colnames:
+        iv_index = units["obs_intervals"]
+        iv = np.asarray(iv_index.target.data[:], dtype=np.float64).reshape(-1, 2)
+        b, e = ragged_segments(iv_index.data[:])
+        intervals = [iv[i:j] for i, j in zip(b, e, strict=True)]
+    columns = table_columns(units)
+    columns.update(_electrode_columns(nwbfile, units))
+    return UnitsTable(np.asarray(units.id.data[:]), times, begins, ends, intervals, columns)
+
+
+def _electrode_columns(nwbfile: Any, units: Any) -> dict[str, np.ndarray]:
+    """``electrode_group`` and ``location`` of each unit (of its first electrode)."""
+    out: dict[str, np.ndarray] = {}
+    n = len(units.id)
+    if "electrode_group" in units.colnames:
+        out["electrode_group"] = np.array([g.name for g in units["electrode_group"].data[:]])
+    if "electrodes" in units.colnames and nwbfile.electrodes is not None:
+        region = units["electrodes"]
+        rows = np.asarray(region.target.data[:], dtype=np.int64)
+        b, e = ragged_segments(region.data[:])
+        first = np.where(e > b, rows[np.minimum(b, max(len(rows) - 1, 0))], -1)
+        table = nwbfile.electrodes
+        names = table.colnames
+        if "group_name" in names:
+            groups = np.asarray(table["group_name"].data[:]).astype(str)
+        elif "group" in names:
+            groups = np.array([g.name for g in table["group"].data[:]])
+        else:
+            groups = None
+        if groups is not None and "electrode_group" not in out:
+            out["electrode_group"] = np.where(first >= 0, groups[first], "")
+        if "location" in names:
+            loc = np.asarray(table["location"].data[:]).astype(str)
+            out["location"] = np.where(first >= 0, loc[first], "")
+    return {k: v for k, v in out.items() if len(v) == n}
+
+
+def bin_units(table: UnitsTable, grid: BinGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Counts (n_seq, T, N) float32 and the observation mask (bool, same shape)."""
+    counts = bin_spike_times(table.times, table.begins, table.ends, grid)
+    mask = observed_bins(table.intervals, grid)
+    counts[~mask] = 0.0
+    return counts, mask
+
+
+def select_units(
+    table: UnitsTable, selection: Selection | None, source: str
+) -> tuple[UnitsTable, np.ndarray]:
+    """The units kept by ``selection`` and the bool mask over all units."""
+    keep = select_rows(table.columns, selection, len(table.ids), source, UNITS_PATH)
+    return table.select(keep), keep
