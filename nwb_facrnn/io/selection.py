@@ -64,8 +64,12 @@ def select_rows(
     n_rows: int,
     source: str,
     table_path: str,
+    other_columns: tuple[str, ...] = (),
 ) -> np.ndarray:
     """Bool mask over the rows of a table that satisfy every condition of ``selection``.
+
+    ``other_columns`` are the table's columns that cannot be selected on (ragged ones),
+    named in the error for a missing column.
 
     Raises
     ------
@@ -79,10 +83,17 @@ def select_rows(
     spec = parse_selection(selection) if isinstance(selection, str) else dict(selection)
     for name, wanted in spec.items():
         if name not in columns:
+            others = [c for c in other_columns if c not in columns]
+            note = (
+                f" (ragged or reference columns cannot be selected on: {', '.join(others)})"
+                if others
+                else ""
+            )
             raise NWBReadError(
                 source,
                 f"{table_path}/{name}",
-                f"no column {name!r} to select on; columns: {', '.join(sorted(columns)) or 'none'}",
+                f"no column {name!r} to select on; columns: "
+                f"{', '.join(sorted(columns)) or 'none'}{note}",
             )
         keep &= _matches(np.asarray(columns[name]), wanted)
     if not keep.any():

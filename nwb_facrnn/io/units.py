@@ -30,6 +30,8 @@ class UnitsTable:
         ``obs_intervals`` of each unit (None when the table has no such column).
     columns : dict of str to numpy.ndarray
         Scalar columns, plus ``electrode_group`` and ``location`` from the electrodes table.
+    all_columns : tuple of str
+        Every column name of the table (ragged ones included).
     """
 
     ids: np.ndarray
@@ -38,6 +40,7 @@ class UnitsTable:
     ends: np.ndarray
     intervals: list[np.ndarray | None]
     columns: dict[str, np.ndarray]
+    all_columns: tuple[str, ...] = ()
 
     def select(self, keep: np.ndarray) -> UnitsTable:
         idx = np.flatnonzero(keep)
@@ -48,6 +51,7 @@ class UnitsTable:
             self.ends[idx],
             [self.intervals[i] for i in idx],
             {k: v[idx] for k, v in self.columns.items()},
+            self.all_columns,
         )
 
     def extent(self, trials_span: tuple[float, float] | None) -> tuple[float, float]:
@@ -106,7 +110,9 @@ def load_units(nwbfile: Any, source: str) -> UnitsTable:
         intervals = [iv[i:j] for i, j in zip(b, e, strict=True)]
     columns = table_columns(units)
     columns.update(_electrode_columns(nwbfile, units))
-    return UnitsTable(np.asarray(units.id.data[:]), times, begins, ends, intervals, columns)
+    table = UnitsTable(np.asarray(units.id.data[:]), times, begins, ends, intervals, columns)
+    table.all_columns = tuple(units.colnames)
+    return table
 
 
 def _electrode_columns(nwbfile: Any, units: Any) -> dict[str, np.ndarray]:
@@ -148,5 +154,7 @@ def select_units(
     table: UnitsTable, selection: Selection | None, source: str
 ) -> tuple[UnitsTable, np.ndarray]:
     """The units kept by ``selection`` and the bool mask over all units."""
-    keep = select_rows(table.columns, selection, len(table.ids), source, UNITS_PATH)
+    keep = select_rows(
+        table.columns, selection, len(table.ids), source, UNITS_PATH, table.all_columns
+    )
     return table.select(keep), keep
