@@ -102,6 +102,50 @@ def benchmark_synthetic(seeds: list[int], output_dir: Path, max_epochs: int | No
     _run_benchmark(seeds, output_dir, max_epochs)
 
 
+def _rows_table(title: str, rows: list[dict]) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for col in rows[0]:
+        numeric = col in ("units", "spikes", "trials") or "(" in col
+        table.add_column(col, justify="right" if numeric else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    return table
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+def info(source: Path) -> None:
+    """Show what in an NWB file (HDF5 or Zarr) can be fit: units, ROI series, trials, behaviour."""
+    from .io.reader import open_nwbfile
+    from .io.summary import summarize_nwb
+
+    with open_nwbfile(source) as (nwbfile, name, backend):
+        summary = summarize_nwb(nwbfile, name, backend)
+    header = Table.grid(padding=(0, 2))
+    for key, value in summary.header.items():
+        header.add_row(f"[bold]{key}[/]", value)
+    console.print(header)
+    sections = [
+        ("Units (spiking)", summary.units),
+        ("ROI response series (imaging traces)", summary.ophys),
+        ("Imaging movies (not read for fitting)", summary.movies),
+        ("Trials", summary.trials),
+        ("Behaviour and other time series", summary.behavior),
+    ]
+    for title, rows in sections:
+        if rows:
+            console.print(_rows_table(title, rows))
+    if not summary.units and not summary.ophys:
+        console.print("[yellow]nothing to fit:[/] no Units table and no ROI response series")
+        return
+    hints = []
+    if summary.units:
+        hints.append(f'read_nwb("{source}", bin_size=0.02)')
+    if summary.ophys:
+        hints.append(f'read_nwb("{source}", series="{summary.ophys[0]["path"]}")')
+    console.print("read with: " + "   or   ".join(hints))
+
+
 @main.command()
 @click.option(
     "--output-dir",

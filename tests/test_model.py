@@ -379,3 +379,65 @@ def test_all_restarts_diverging_is_reported(paper_data):
     data, train, _ = paper_data
     with pytest.raises(RuntimeError, match=r"every restart diverged.*lower learning_rate"):
         FacRNN(seed=0, learning_rate=1e12, **FAST).fit(data.x * 1e6, step_mask=train)
+
+
+# ------------------------------------------------------- masks (NeuralData from NWB)
+def _masked_copy(x: np.ndarray, mask: np.ndarray, fill: float) -> np.ndarray:
+    out = x.copy()
+    out[~mask] = fill
+    return out
+
+
+def test_unobserved_values_do_not_change_the_fit(paper_data):
+    """Whatever sits in unobserved entries, the fit and its latents are the same."""
+    data, _, _ = paper_data
+    x = data.x.reshape(4, 500, -1)
+    mask = np.ones(x.shape, dtype=bool)
+    mask[1, 100:300, 3] = False  # a unit outside its obs_intervals for a while
+    mask[3, 450:, :] = False  # a shorter trial, padded at the end
+    params = dict(n_groups=2, group_rank=3, seed=0, max_epochs=15, n_init=2, progress=False)
+    a = FacRNN(**params).fit(_masked_copy(x, mask, 0.0), mask=mask)
+    b = FacRNN(**params).fit(_masked_copy(x, mask, 1e3), mask=mask)
+    np.testing.assert_array_equal(a.connectivity_, b.connectivity_)
+    np.testing.assert_allclose(a.observed_mean_[3], x[mask[..., 3], 3].mean(), rtol=1e-5)
+    z = a.transform(_masked_copy(x, mask, 1e3), mask=mask)
+    np.testing.assert_array_equal(z, a.transform(_masked_copy(x, mask, -7.0), mask=mask))
+    assert np.isnan(z[3, 450:]).all() and np.isfinite(z[:3]).all() and np.isfinite(z[3, :450]).all()
+    # an unmasked fit on the same corrupted values is different (the mask matters)
+    c = FacRNN(**params).fit(_masked_copy(x, mask, 1e3))
+    assert not np.allclose(a.connectivity_, c.connectivity_)
+    # masked values are scored out: the score ignores them
+    assert np.isfinite(a.score(_masked_copy(x, mask, 1e3), mask=mask))
+    assert a.score(_masked_copy(x, mask, 1e3), mask=mask) == pytest.approx(
+        a.score(_masked_copy(x, mask, 0.0), mask=mask)
+    )
+
+
+def test_fit_accepts_neural_data(paper_data):
+    from nwb_facrnn import NeuralData
+
+    data, _, _ = paper_data
+    x = data.x.reshape(4, 500, -1)
+    mask = np.ones(x.shape, dtype=bool)
+    mask[2, 400:] = False
+    nd = NeuralData(
+        activity=_masked_copy(x, mask, 0.0),
+        mask=mask,
+        timestamps=np.arange(2000, dtype=float).reshape(4, 500) * 0.01,
+        bin_size=0.01,
+        unit_ids=np.arange(x.shape[2]),
+        unit_table="/units",
+        modality="spikes",
+        trial_ids=np.arange(4),
+    )
+    params = dict(n_groups=2, group_rank=3, seed=0, max_epochs=10, n_init=1, progress=False)
+    a = FacRNN(**params).fit(nd)
+    b = FacRNN(**params).fit(nd.activity, mask=nd.mask)
+    np.testing.assert_array_equal(a.transform(nd), b.transform(nd.activity, mask=nd.mask))
+    assert np.isnan(a.transform(nd)[2, 400:]).all()
+    with pytest.raises(ValueError, match="never observed"):
+        bad = mask.copy()
+        bad[..., 0] = False
+        FacRNN(**params).fit(x, mask=bad)
+    with pytest.raises(ValueError, match="mask must have the shape of the activity"):
+        FacRNN(**params).fit(x, mask=mask[:, :, :3])

@@ -154,17 +154,20 @@ def observed_bins(intervals: list[np.ndarray | None], grid: BinGrid) -> np.ndarr
     b0 = grid.starts[:, None] + k[None, :] * grid.bin_size
     b1 = grid.starts[:, None] + (k[None, :] + 1) * grid.bin_size
     valid = grid.valid()
-    out = np.empty((grid.n_seq, grid.n_bins, len(intervals)), dtype=bool)
+    rows = np.empty((len(intervals), grid.n_seq, grid.n_bins), dtype=bool)  # unit-major
     for u, iv in enumerate(intervals):
         if iv is None:
-            out[:, :, u] = valid
+            rows[u] = valid
             continue
         iv = np.asarray(iv, dtype=np.float64).reshape(-1, 2)
+        if len(iv) == 1 and iv[0, 0] <= b0[:, 0].min() and b1.max() <= iv[0, 1]:
+            rows[u] = valid  # one interval covering every bin
+            continue
         iv = iv[np.argsort(iv[:, 0], kind="stable")]
         j = np.searchsorted(iv[:, 0], b0, side="right") - 1
         inside = (j >= 0) & (b1 <= iv[np.maximum(j, 0), 1])
-        out[:, :, u] = inside & valid
-    return out
+        rows[u] = inside & valid
+    return np.ascontiguousarray(rows.transpose(1, 2, 0))
 
 
 def check_increasing(t: np.ndarray) -> int | None:

@@ -310,7 +310,8 @@ def _assemble(
     objects: dict[str, str],
 ) -> NeuralData:
     grid = layout.grid
-    activity = np.where(mask, activity, 0.0).astype(np.float32)
+    activity = activity.astype(np.float32, copy=False)
+    activity[~mask] = 0.0
     timestamps = grid.timestamps()
     continuous = layout.trial_ids is None
     if layout.trial_ids is not None:

@@ -143,11 +143,12 @@ def _electrode_columns(nwbfile: Any, units: Any) -> dict[str, np.ndarray]:
 
 
 def bin_units(table: UnitsTable, grid: BinGrid) -> tuple[np.ndarray, np.ndarray]:
-    """Counts (n_seq, T, N) float32 and the observation mask (bool, same shape)."""
+    """Counts (n_seq, T, N) float32 and the observation mask (bool, same shape).
+
+    Counts in unobserved bins are left as binned; the reader zeroes them.
+    """
     counts = bin_spike_times(table.times, table.begins, table.ends, grid)
-    mask = observed_bins(table.intervals, grid)
-    counts[~mask] = 0.0
-    return counts, mask
+    return counts, observed_bins(table.intervals, grid)
 
 
 def select_units(

@@ -1,0 +1,176 @@
+"""What in an NWB file can be fit: units, ROI series, trials and behaviour, as plain rows.
+
+Only metadata, indices and (for the unit rates) the spike-time index are read; no trace or
+movie data is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .nwb_objects import iter_time_series, object_path
+from .ophys import list_roi_series
+from .units import UNITS_PATH
+
+
+@dataclass
+class FileSummary:
+    """Tables describing a file; each row is a dict of printable values."""
+
+    header: dict[str, str]
+    units: list[dict[str, Any]] = field(default_factory=list)
+    ophys: list[dict[str, Any]] = field(default_factory=list)
+    movies: list[dict[str, Any]] = field(default_factory=list)
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    behavior: list[dict[str, Any]] = field(default_factory=list)
+
+
+def summarize_nwb(nwbfile: Any, source: str, backend: str) -> FileSummary:
+    """Describe the fit-able contents of an open NWB file."""
+    summary = FileSummary(
+        header={
+            "file": source,
+            "backend": backend,
+            "identifier": str(nwbfile.identifier),
+            "session start": str(nwbfile.session_start_time),
+            "description": str(nwbfile.session_description),
+        }
+    )
+    if nwbfile.units is not None:
+        summary.units.append(_units_row(nwbfile))
+    roi_paths = set()
+    for path, kind, s in list_roi_series(nwbfile):
+        roi_paths.add(path)
+        summary.ophys.append(_roi_row(path, kind, s))
+    summary.movies = _movie_rows(nwbfile)
+    if nwbfile.trials is not None and len(nwbfile.trials):
+        summary.trials.append(_trials_row(nwbfile.trials))
+    movie_paths = {m["path"] for m in summary.movies}
+    for path, s in iter_time_series(nwbfile):
+        if path in roi_paths or path in movie_paths:
+            continue
+        summary.behavior.append(_series_row(path, s))
+    return summary
+
+
+def _units_row(nwbfile: Any) -> dict[str, Any]:
+    units = nwbfile.units
+    n = len(units.id)
+    row: dict[str, Any] = {"path": UNITS_PATH, "units": n, "spikes": 0, "mean rate (Hz)": "-"}
+    if n and "spike_times" in units.colnames:
+        index = units["spike_times"]
+        ends = np.asarray(index.data[:], dtype=np.int64)
+        n_spikes = int(ends[-1]) if len(ends) else 0
+        row["spikes"] = n_spikes
+        duration = _observed_seconds(units, index, n)
+        if duration > 0:
+            row["mean rate (Hz)"] = f"{n_spikes / duration:.2f}"
+    groups = {}
+    if "electrodes" in units.colnames and nwbfile.electrodes is not None:
+        table = nwbfile.electrodes
+        if "group_name" in table.colnames:
+            names = np.asarray(table["group_name"].data[:]).astype(str)
+            rows = np.asarray(units["electrodes"].target.data[:], dtype=np.int64)
+            groups = dict(zip(*np.unique(names[rows], return_counts=True), strict=True))
+    row["electrode groups"] = ", ".join(f"{g} ({c})" for g, c in groups.items()) or "-"
+    row["columns"] = ", ".join(units.colnames)
+    return row
+
+
+def _observed_seconds(units: Any, index: Any, n: int) -> float:
+    """Total observed unit-seconds: from ``obs_intervals``, else each unit's spike span."""
+    if "obs_intervals" in units.colnames:
+        iv = np.asarray(units["obs_intervals"].target.data[:], dtype=float).reshape(-1, 2)
+        return float((iv[:, 1] - iv[:, 0]).sum())
+    times = index.target.data
+    if len(times) == 0:
+        return 0.0
+    ends = np.asarray(index.data[:], dtype=np.int64)
+    begins = np.concatenate([[0], ends[:-1]])
+    first = np.asarray([times[b] for b, e in zip(begins, ends, strict=True) if e > b])
+    last = np.asarray([times[e - 1] for b, e in zip(begins, ends, strict=True) if e > b])
+    return float((last - first).sum())
+
+
+def _rate_of(s: Any) -> tuple[str, str]:
+    """(rate in Hz, duration in s) of a TimeSeries, from its rate or first/last timestamps."""
+    n = s.data.shape[0] if hasattr(s.data, "shape") else len(s.data)
+    if s.rate:
+        return f"{float(s.rate):g}", f"{n / float(s.rate):.1f}"
+    if s.timestamps is not None and n > 1:
+        t0, t1 = float(s.timestamps[0]), float(s.timestamps[n - 1])
+        return f"{(n - 1) / (t1 - t0):.4g}" if t1 > t0 else "?", f"{t1 - t0:.1f}"
+    return "-", "-"
+
+
+def _shape(s: Any) -> str:
+    shape = s.data.shape if hasattr(s.data, "shape") else (len(s.data),)
+    return " x ".join(str(d) for d in shape)
+
+
+def _roi_row(path: str, kind: str, s: Any) -> dict[str, Any]:
+    rate, duration = _rate_of(s)
+    table = s.rois.table
+    plane = getattr(table, "imaging_plane", None)
+    flags = []
+    for col in ("accepted", "iscell"):
+        if col in table.colnames:
+            values = np.asarray(table[col].data[:]).astype(bool)
+            flags.append(f"{col}: {int(values.sum())}/{len(values)}")
+    return {
+        "path": path,
+        "kind": kind,
+        "frames x ROIs": _shape(s),
+        "rate (Hz)": rate,
+        "duration (s)": duration,
+        "ROI table": object_path(table),
+        "imaging plane": plane.name if plane is not None else "-",
+        "ROI flags": ", ".join(flags) or "-",
+    }
+
+
+def _movie_rows(nwbfile: Any) -> list[dict[str, Any]]:
+    from pynwb.image import ImageSeries
+
+    rows = []
+    for obj in nwbfile.acquisition.values():
+        if isinstance(obj, ImageSeries) and obj.data is not None and len(obj.data.shape) >= 3:
+            rate, duration = _rate_of(obj)
+            rows.append(
+                {
+                    "path": object_path(obj),
+                    "type": type(obj).__name__,
+                    "shape": _shape(obj),
+                    "rate (Hz)": rate,
+                    "duration (s)": duration,
+                    "size (MB)": f"{np.prod(obj.data.shape) * obj.data.dtype.itemsize / 1e6:.0f}",
+                }
+            )
+    return rows
+
+
+def _trials_row(trials: Any) -> dict[str, Any]:
+    start = np.asarray(trials["start_time"].data[:], dtype=float)
+    stop = np.asarray(trials["stop_time"].data[:], dtype=float)
+    d = stop - start
+    return {
+        "path": "/intervals/trials",
+        "trials": len(start),
+        "duration (s)": f"{np.nanmin(d):.2f}-{np.nanmax(d):.2f}",
+        "columns": ", ".join(c for c in trials.colnames if c not in ("start_time", "stop_time")),
+    }
+
+
+def _series_row(path: str, s: Any) -> dict[str, Any]:
+    rate, duration = _rate_of(s)
+    return {
+        "path": path,
+        "type": type(s).__name__,
+        "shape": _shape(s),
+        "rate (Hz)": rate,
+        "duration (s)": duration,
+        "unit": str(s.unit),
+    }
