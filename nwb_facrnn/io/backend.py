@@ -154,9 +154,14 @@ def write_nwbfile(nwbfile, path: str | os.PathLike, overwrite: bool = False) -> 
     with atomic_destination(dest, overwrite=overwrite) as tmp:
         if backend_for_new(dest) == "zarr":
             import numcodecs
-            from hdmf_zarr.nwb import NWBZarrIO
+            from hdmf_zarr.backend import ZarrIO
+            from pynwb import get_manager
 
-            with NWBZarrIO(str(tmp), mode="w", object_codec_class=numcodecs.JSON) as io:
+            # ZarrIO itself: NWBZarrIO (hdmf-zarr 0.13) drops object_codec_class and would
+            # store object references with the pickle codec
+            with ZarrIO(
+                str(tmp), mode="w", manager=get_manager(), object_codec_class=numcodecs.JSON
+            ) as io:
                 io.write(nwbfile)
         else:
             from pynwb import NWBHDF5IO
