@@ -7,13 +7,14 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
 
 # wide enough for the summary tables when output is piped to a file or CI log
-console = Console(width=None if sys.stdout.isatty() else 140)
+console = Console(width=None if sys.stdout.isatty() else 180)
 
 
 def _seed_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
@@ -105,8 +106,10 @@ def benchmark_synthetic(seeds: list[int], output_dir: Path, max_epochs: int | No
 def _rows_table(title: str, rows: list[dict]) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
     for col in rows[0]:
-        numeric = col in ("units", "spikes", "trials") or "(" in col
-        table.add_column(col, justify="right" if numeric else "left", overflow="fold")
+        numeric = col in ("units", "spikes", "trials") or col.endswith(("(Hz)", "(s)", "(MB)"))
+        table.add_column(
+            col, justify="right" if numeric else "left", overflow="fold", no_wrap=col == "path"
+        )
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     return table
@@ -167,5 +170,5 @@ def run() -> None:
     try:
         main(standalone_mode=True)
     except (ValueError, RuntimeError, OSError) as err:
-        console.print(f"[red]error:[/] {err}")
+        console.print(f"[red]error:[/] {escape(str(err))}", soft_wrap=True, highlight=False)
         sys.exit(2)

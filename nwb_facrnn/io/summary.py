@@ -42,9 +42,9 @@ def summarize_nwb(nwbfile: Any, source: str, backend: str) -> FileSummary:
     if nwbfile.units is not None:
         summary.units.append(_units_row(nwbfile))
     roi_paths = set()
-    for path, kind, s in list_roi_series(nwbfile):
+    for path, _, s in list_roi_series(nwbfile):  # DfOverF first, then Fluorescence
         roi_paths.add(path)
-        summary.ophys.append(_roi_row(path, kind, s))
+        summary.ophys.append(_roi_row(path, s))
     summary.movies = _movie_rows(nwbfile)
     if nwbfile.trials is not None and len(nwbfile.trials):
         summary.trials.append(_trials_row(nwbfile.trials))
@@ -111,7 +111,7 @@ def _shape(s: Any) -> str:
     return " x ".join(str(d) for d in shape)
 
 
-def _roi_row(path: str, kind: str, s: Any) -> dict[str, Any]:
+def _roi_row(path: str, s: Any) -> dict[str, Any]:
     rate, duration = _rate_of(s)
     table = s.rois.table
     plane = getattr(table, "imaging_plane", None)
@@ -122,11 +122,10 @@ def _roi_row(path: str, kind: str, s: Any) -> dict[str, Any]:
             flags.append(f"{col}: {int(values.sum())}/{len(values)}")
     return {
         "path": path,
-        "kind": kind,
         "frames x ROIs": _shape(s),
         "rate (Hz)": rate,
         "duration (s)": duration,
-        "ROI table": object_path(table),
+        "ROI table": table.name,
         "imaging plane": plane.name if plane is not None else "-",
         "ROI flags": ", ".join(flags) or "-",
     }
