@@ -109,7 +109,7 @@ def make_imaging_file(path: Path, movie_gb: float, n_rois: int = 100, seed: int 
     device = f.create_device("camera")
     plane = f.create_imaging_plane(
         name="plane",
-        optical_channel=OpticalChannel("green", "emission", 520.0),
+        optical_channel=OpticalChannel(name="green", description="emission", emission_lambda=520.0),
         description="plane",
         device=device,
         excitation_lambda=488.0,

@@ -141,6 +141,8 @@ def table_columns(table: Any, rows: np.ndarray | None = None) -> dict[str, np.nd
     for col in table.columns:
         if col.name in index_targets or hasattr(col, "target") or hasattr(col, "table"):
             continue  # ragged data, its index, or a reference to another table
+        if len(getattr(col.data, "shape", np.shape(col.data))) != 1:
+            continue  # e.g. image_mask: never read a multi-dimensional column
         try:
             values = np.asarray(col.data[:])
         except (TypeError, ValueError):
