@@ -26,6 +26,7 @@ lint: install
 benchmark: install
 	$(BIN)/python benchmarks/fit_speed.py
 	$(BIN)/python benchmarks/paper_synthetic.py
+	$(BIN)/python benchmarks/read_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -43,7 +43,7 @@ def main() -> None:
     )
     print(data)
 
-    model = FacRNN(n_groups=2, group_rank=3, observation="poisson", seed=args.seed)
+    model = FacRNN(n_groups=2, group_rank=3, observation="poisson", smoothing=2.0, seed=args.seed)
     model.fit(data)
     z = model.transform(data)
 

@@ -1,0 +1,48 @@
+"""The NWB examples run end to end and print the numbers the README quotes."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, tmp_path: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), "--output-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def _number(pattern: str, text: str) -> float:
+    m = re.search(pattern, text)
+    assert m, f"{pattern!r} not in output:\n{text}"
+    return float(m.group(1))
+
+
+def test_voltage_imaging_example_recovers_groups(tmp_path):
+    out = _run("voltage_imaging_nwb.py", tmp_path)
+    assert (tmp_path / "voltage_imaging.nwb").is_file()
+    r2 = re.search(r"group latent R² per true group: \[([\d.]+), ([\d.]+)\]", out)
+    assert r2 and min(float(r2.group(1)), float(r2.group(2))) >= 0.8
+    assert _number(r"dominant fitted group is their true group: (\d+)%", out) >= 90
+
+
+@pytest.mark.timeout(600)
+def test_spiking_example_decodes_behaviour(tmp_path):
+    out = _run("spiking_nwb.py", tmp_path)
+    assert "80 trials x 35 bins x 48 units" in out
+    assert _number(r"hand velocity decoded .*: R² = ([\d.]+)", out) > 0.3
+    assert _number(r"group latent R² against the ground truth: ([\d.]+)", out) > 0.45
