@@ -237,6 +237,20 @@ def test_all_nan_rois_are_dropped_with_a_warning(tmp_path):
     assert data.unit_ids.tolist() == [0, 2]
 
 
+def test_inputs_series_is_fed_per_unit(tmp_path):
+    f = _spiking(n_units=3)
+    t = np.arange(1000) / 100.0
+    drive = np.stack([np.sin(t), np.cos(t), t], axis=1)
+    f.add_stimulus(pynwb.TimeSeries(name="laser", data=drive, unit="mW", rate=100.0))
+    f.add_stimulus(pynwb.TimeSeries(name="tone", data=np.zeros((1000, 2)), unit="V", rate=100.0))
+    p = _write(tmp_path, f)
+    data = read_nwb(p, trials=False, bin_size=0.1, inputs="laser")
+    assert data.inputs.shape == data.activity.shape == (100, 3)
+    np.testing.assert_allclose(data.inputs[:, 2], t.reshape(100, 10).mean(1), rtol=1e-5)
+    assert data.provenance["objects"]["inputs"] == "/stimulus/presentation/laser"
+    _raises(p, r"needs one column per unit \(3\), got 2", trials=False, inputs="tone")
+
+
 def test_reading_never_modifies_the_source(tmp_path):
     p = _write(tmp_path, _spiking())
     before = hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns

@@ -93,3 +93,25 @@ def test_facrnn_recovers_the_ground_truth_groups(tmp_path):
     true_of_fitted[alignment.assignment] = np.arange(2)
     true_groups = truth.roi_groups[truth.accepted]
     assert np.mean(true_of_fitted[dominant] == true_groups) >= 0.9
+
+
+def test_imaging_trials_from_an_open_in_memory_nwbfile():
+    """An NWBFile built in memory is read directly; aligned windows pick the right frames."""
+    from nwb_facrnn.synthetic import imaging_nwbfile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nwbfile, truth = imaging_nwbfile(seed=4, **SMALL)
+    nwbfile.add_trial_column("stim_time", "stimulus onset (s)")
+    for start in (0.1, 0.4, 0.7):
+        nwbfile.add_trial(start_time=start, stop_time=start + 0.2, stim_time=start + 0.05)
+    data = read_nwb(nwbfile, align="stim_time", window=(-0.02, 0.08), rois={"accepted": True})
+    assert data.activity.shape == (3, 50, int(truth.accepted.sum()))
+    assert data.provenance["backend"] == "in-memory"
+    for s, start in enumerate((0.1, 0.4, 0.7)):
+        first = round((start + 0.05 - 0.02 - truth.starting_time) * truth.rate)
+        np.testing.assert_array_equal(
+            data.activity[s], truth.dff[first : first + 50][:, truth.accepted]
+        )
+    whole = read_nwb(nwbfile)
+    assert whole.activity.shape[:2] == (3, 100) and whole.mask.all()
