@@ -226,14 +226,15 @@ def detrend_traces(
         raise ValueError(f"detrend must be None, 'linear' or 'exponential', got {method!r}")
     best_err = np.full(y.shape[1], np.inf)
     trend = np.zeros_like(y)
-    for f in basis:
-        design = np.stack([np.ones_like(f), f], axis=1)  # (M, 2)
-        coef = np.empty((2, y.shape[1]))
-        for j in range(y.shape[1]):  # weighted least squares per ROI (2 x 2 systems)
-            wd = design * w[:, j : j + 1]
-            gram = design.T @ wd + 1e-12 * np.eye(2)
-            coef[:, j] = np.linalg.solve(gram, wd.T @ y[:, j])
-        fit = design @ coef
+    s0 = w.sum(0)
+    sy = (w * y).sum(0)
+    for f in basis:  # weighted least squares of y ~ c + d f, closed form, all ROIs at once
+        fw = f[:, None] * w
+        s1, s2, sfy = fw.sum(0), (fw * f[:, None]).sum(0), (fw * y).sum(0)
+        det = s0 * s2 - s1**2
+        d = np.divide(s0 * sfy - s1 * sy, det, out=np.zeros_like(det), where=det > 1e-12)
+        c = np.divide(sy - d * s1, s0, out=np.zeros_like(s0), where=s0 > 0)
+        fit = c[None, :] + d[None, :] * f[:, None]
         err = (w * (y - fit) ** 2).sum(0)
         better = err < best_err
         best_err[better] = err[better]
