@@ -223,6 +223,13 @@ def test_timestamps_that_do_not_increase(tmp_path):
     assert err.object_path.endswith("DfOverF/RoiResponseSeries/timestamps")
 
 
+def test_trials_asked_for_but_absent(tmp_path):
+    p = _write(tmp_path, _ophys())
+    err = _raises(p, "no trials in the file; pass trials=False", trials=True)
+    assert err.object_path == "/intervals/trials"
+    assert read_nwb(p).is_continuous  # by default: continuous when there are no trials
+
+
 def test_roi_series_width_mismatch(tmp_path):
     p = _write(tmp_path, _ophys(n_rois=4, width=3))
     _raises(p, r"data has 3 column\(s\) but its rois region lists 4 ROI\(s\)")
