@@ -10,6 +10,7 @@ from nwb_facrnn.io.binning import (
     bin_series,
     bin_spike_times,
     check_increasing,
+    merge_intervals,
     observed_bins,
     ragged_segments,
 )
@@ -123,3 +124,22 @@ def test_selection_parsing_and_rows():
         select_rows(cols, {"depth": 99}, 4, "f.nwb", "/units")
     with pytest.raises(ValueError, match="cannot parse selection"):
         parse_selection("depth > 3")
+
+
+def test_observed_bins_merge_overlaps_tolerate_round_off_and_empty_lists():
+    grid = BinGrid(np.array([0.0]), np.array([73]), 0.1)
+    obs = observed_bins(
+        [
+            np.array([[0.0, 7.3]]),  # 0.1 * 73 is 7.300000000000001: still observed
+            np.array([[4.0, 7.3], [0.0, 2.9]]),  # unsorted, with a gap
+            np.array([[0.0, 5.0], [1.0, 2.0], [5.0, 7.3]]),  # nested and touching
+            np.zeros((0, 2)),  # never observed
+        ],
+        grid,
+    )
+    assert obs[0].sum(axis=0).tolist() == [73, 62, 73, 0]
+    assert merge_intervals(np.array([[5, 6], [0, 2], [1, 3], [3, 4], [7, 8.0]])).tolist() == [
+        [0, 4],
+        [5, 6],
+        [7, 8],
+    ]

@@ -223,6 +223,30 @@ def test_timestamps_that_do_not_increase(tmp_path):
     assert err.object_path.endswith("DfOverF/RoiResponseSeries/timestamps")
 
 
+def test_series_without_samples(tmp_path):
+    f = _spiking()
+    f.add_acquisition(pynwb.TimeSeries(name="lick", data=np.zeros(0), unit="V", rate=10.0))
+    p = _write(tmp_path, f)
+    _raises(p, r"/acquisition/lick/data: the behavior series has no samples", behavior="lick")
+
+
+def test_every_roi_nan_in_the_requested_time(tmp_path):
+    p = _write(tmp_path, _ophys(n_rois=2, nan_rois=(0, 1)))
+    with pytest.warns(UserWarning, match="dropping 2 ROI"):
+        _raises(p, r"all 2 selected ROI\(s\) are NaN in the requested time")
+
+
+def test_in_memory_lists_numpy_bin_size_and_empty_trials_table():
+    f = _ophys(n_rois=3)
+    f.processing["ophys"]["DfOverF"]["RoiResponseSeries"].fields["data"] = (
+        np.arange(600.0).reshape(200, 3).tolist()  # pynwb keeps plain lists as they are
+    )
+    f.add_trial_column("go", "go cue")  # creates an empty trials table
+    data = read_nwb(f, bin_size=np.float32(0.05))
+    assert data.is_continuous and data.activity.shape == (40, 3)
+    np.testing.assert_allclose(data.activity[0], [6.0, 7.0, 8.0])  # mean of frames 0-4
+
+
 def test_trials_asked_for_but_absent(tmp_path):
     p = _write(tmp_path, _ophys())
     err = _raises(p, "no trials in the file; pass trials=False", trials=True)
@@ -245,17 +269,30 @@ def test_all_nan_rois_are_dropped_with_a_warning(tmp_path):
 
 
 def test_inputs_series_is_fed_per_unit(tmp_path):
-    f = _spiking(n_units=3)
+    rng = np.random.default_rng(0)
+    f = _nwbfile()
+    f.add_unit_column("good", "passes curation")
+    for i in range(3):
+        f.add_unit(spike_times=np.sort(rng.uniform(0, 10, 50)), good=i != 1)
     t = np.arange(1000) / 100.0
     drive = np.stack([np.sin(t), np.cos(t), t], axis=1)
     f.add_stimulus(pynwb.TimeSeries(name="laser", data=drive, unit="mW", rate=100.0))
-    f.add_stimulus(pynwb.TimeSeries(name="tone", data=np.zeros((1000, 2)), unit="V", rate=100.0))
+    f.add_stimulus(pynwb.TimeSeries(name="tone", data=np.zeros((1000, 4)), unit="V", rate=100.0))
     p = _write(tmp_path, f)
-    data = read_nwb(p, trials=False, bin_size=0.1, inputs="laser")
-    assert data.inputs.shape == data.activity.shape == (100, 3)
-    np.testing.assert_allclose(data.inputs[:, 2], t.reshape(100, 10).mean(1), rtol=1e-5)
+    kw = dict(trials=False, bin_size=0.1, time_range=(0.0, 9.9))
+    data = read_nwb(p, inputs="laser", **kw)
+    assert data.inputs.shape == data.activity.shape == (99, 3)
+    np.testing.assert_allclose(data.inputs[:, 2], t[:990].reshape(99, 10).mean(1), rtol=1e-5)
     assert data.provenance["objects"]["inputs"] == "/stimulus/presentation/laser"
-    _raises(p, r"needs one column per unit \(3\), got 2", trials=False, inputs="tone")
+    # one column per row of the Units table: the columns of the kept units are used
+    kept = read_nwb(p, inputs="laser", units={"good": True}, **kw)
+    np.testing.assert_array_equal(kept.inputs, data.inputs[:, [0, 2]])
+    _raises(
+        p,
+        r"needs one column per unit: 3 \(every row of /units\) or 3 \(the units read\), got 4",
+        inputs="tone",
+        **kw,
+    )
 
 
 def test_reading_never_modifies_the_source(tmp_path):

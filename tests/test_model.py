@@ -395,14 +395,18 @@ def test_unobserved_values_do_not_change_the_fit(paper_data):
     mask = np.ones(x.shape, dtype=bool)
     mask[1, 100:300, 3] = False  # a unit outside its obs_intervals for a while
     mask[3, 450:, :] = False  # a shorter trial, padded at the end
+    mask[0, 200, :] = False  # a dropped frame
     params = dict(n_groups=2, group_rank=3, seed=0, max_epochs=15, n_init=2, progress=False)
-    a = FacRNN(**params).fit(_masked_copy(x, mask, 0.0), mask=mask)
+    a = FacRNN(**params).fit(_masked_copy(x, mask, np.nan), mask=mask)  # NaN marks missing
     b = FacRNN(**params).fit(_masked_copy(x, mask, 1e3), mask=mask)
     np.testing.assert_array_equal(a.connectivity_, b.connectivity_)
     np.testing.assert_allclose(a.observed_mean_[3], x[mask[..., 3], 3].mean(), rtol=1e-5)
     z = a.transform(_masked_copy(x, mask, 1e3), mask=mask)
     np.testing.assert_array_equal(z, a.transform(_masked_copy(x, mask, -7.0), mask=mask))
-    assert np.isnan(z[3, 450:]).all() and np.isfinite(z[:3]).all() and np.isfinite(z[3, :450]).all()
+    assert np.isnan(z[3, 450:]).all() and np.isfinite(z[3, :450]).all()
+    assert np.isfinite(z[1:3]).all()
+    # the dropped frame: no latent at it, nor at the next step (read from it)
+    assert np.isnan(z[0, 200:202]).all() and np.isfinite(np.delete(z[0], [200, 201], 0)).all()
     # an unmasked fit on the same corrupted values is different (the mask matters)
     c = FacRNN(**params).fit(_masked_copy(x, mask, 1e3))
     assert not np.allclose(a.connectivity_, c.connectivity_)

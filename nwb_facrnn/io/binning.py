@@ -136,13 +136,15 @@ def bin_spike_times(
 def observed_bins(intervals: list[np.ndarray | None], grid: BinGrid) -> np.ndarray:
     """Which bins each unit was observed in, from its ``obs_intervals``.
 
-    A bin counts as observed only when it lies entirely inside one interval (a partly
-    observed bin would under-count spikes).
+    A bin counts as observed only when it lies entirely inside the union of the unit's
+    intervals (a partly observed bin would under-count spikes).  Overlapping or touching
+    intervals are merged first; comparisons allow a round-off of ``1e-9 * bin_size``.
 
     Parameters
     ----------
     intervals : list of (n_i, 2) arrays or None, length N
-        Observation intervals of each unit in seconds; None means observed throughout.
+        Observation intervals of each unit in seconds.  None means observed throughout;
+        an empty array means never observed.
     grid : BinGrid
 
     Returns
@@ -153,21 +155,33 @@ def observed_bins(intervals: list[np.ndarray | None], grid: BinGrid) -> np.ndarr
     k = np.arange(grid.n_bins)
     b0 = grid.starts[:, None] + k[None, :] * grid.bin_size
     b1 = grid.starts[:, None] + (k[None, :] + 1) * grid.bin_size
+    tol = 1e-9 * grid.bin_size
     valid = grid.valid()
     rows = np.empty((len(intervals), grid.n_seq, grid.n_bins), dtype=bool)  # unit-major
     for u, iv in enumerate(intervals):
         if iv is None:
             rows[u] = valid
             continue
-        iv = np.asarray(iv, dtype=np.float64).reshape(-1, 2)
-        if len(iv) == 1 and iv[0, 0] <= b0[:, 0].min() and b1.max() <= iv[0, 1]:
-            rows[u] = valid  # one interval covering every bin
+        merged = merge_intervals(np.asarray(iv, dtype=np.float64).reshape(-1, 2), tol)
+        if len(merged) == 0:
+            rows[u] = False
             continue
-        iv = iv[np.argsort(iv[:, 0], kind="stable")]
-        j = np.searchsorted(iv[:, 0], b0, side="right") - 1
-        inside = (j >= 0) & (b1 <= iv[np.maximum(j, 0), 1])
+        j = np.searchsorted(merged[:, 0], b0 + tol, side="right") - 1
+        inside = (j >= 0) & (b1 - tol <= merged[np.maximum(j, 0), 1])
         rows[u] = inside & valid
     return np.ascontiguousarray(rows.transpose(1, 2, 0))
+
+
+def merge_intervals(iv: np.ndarray, tol: float = 0.0) -> np.ndarray:
+    """Union of intervals (n, 2) as sorted, disjoint intervals; gaps up to ``tol`` are closed."""
+    if len(iv) == 0:
+        return iv.reshape(0, 2)
+    iv = iv[np.argsort(iv[:, 0], kind="stable")]
+    reach = np.maximum.accumulate(iv[:, 1])
+    new = np.concatenate([[True], iv[1:, 0] > reach[:-1] + tol])  # starts a new run
+    starts = iv[new, 0]
+    ends = reach[np.concatenate([np.flatnonzero(new)[1:] - 1, [len(iv) - 1]])]
+    return np.stack([starts, ends], axis=1)
 
 
 def check_increasing(t: np.ndarray) -> int | None:
@@ -207,6 +221,8 @@ def bin_series(
         Bin means (0 where unobserved).
     observed : numpy.ndarray, bool, shape (n_seq, T, D)
     """
+    if len(timestamps) == 0:
+        raise ValueError("bin_series needs at least one sample")
     n_seq, n_bins = grid.n_seq, grid.n_bins
     valid = grid.valid().ravel()
     b0 = grid.timestamps().ravel()

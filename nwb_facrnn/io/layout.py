@@ -63,7 +63,8 @@ def make_layout(
         Continuous layout only: the stretch to read (default ``extent``).
     """
     table = nwbfile.trials
-    use_trials = trials is not False and not (trials is None and table is None)
+    no_trials = table is None or len(table) == 0
+    use_trials = trials is not False and not (trials is None and no_trials)
     if not use_trials:
         if align is not None or window is not None:
             raise NWBReadError(

@@ -134,6 +134,14 @@ def series_timestamps(series: Any, source: str) -> np.ndarray:
     return float(series.starting_time or 0.0) + np.arange(n) / float(series.rate)
 
 
+def data_shape(data: Any) -> tuple[int, ...]:
+    """Shape of a dataset without reading it (h5py, zarr, DataIO wrappers or lists)."""
+    from hdmf.utils import get_data_shape
+
+    shape = get_data_shape(data)
+    return tuple(int(d) for d in shape) if shape is not None else ()
+
+
 def table_columns(table: Any, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The scalar (one value per row, non-ragged) columns of a DynamicTable as arrays."""
     out: dict[str, np.ndarray] = {}
@@ -141,7 +149,7 @@ def table_columns(table: Any, rows: np.ndarray | None = None) -> dict[str, np.nd
     for col in table.columns:
         if col.name in index_targets or hasattr(col, "target") or hasattr(col, "table"):
             continue  # ragged data, its index, or a reference to another table
-        if len(getattr(col.data, "shape", np.shape(col.data))) != 1:
+        if len(data_shape(col.data)) != 1:
             continue  # e.g. image_mask: never read a multi-dimensional column
         try:
             values = np.asarray(col.data[:])

@@ -13,7 +13,7 @@ import numpy as np
 
 from .binning import BinGrid, bin_series
 from .errors import NWBReadError
-from .nwb_objects import object_path, series_timestamps, table_columns
+from .nwb_objects import data_shape, object_path, series_timestamps, table_columns
 from .selection import Selection, select_rows
 
 Detrend = Literal["linear", "exponential"]
@@ -123,7 +123,10 @@ def find_roi_series(nwbfile: Any, source: str, series: str | None) -> RoiSeries:
     path, kind, s = chosen
     region = s.rois
     rows = np.asarray(region.data[:], dtype=np.int64)
-    width = 1 if len(s.data.shape) == 1 else int(s.data.shape[1])
+    shape = data_shape(s.data)
+    if not shape or shape[0] == 0:
+        raise NWBReadError(source, path + "/data", "the series has no samples")
+    width = 1 if len(shape) == 1 else shape[1]
     if width != len(rows):
         raise NWBReadError(
             source,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -124,12 +125,15 @@ def read_nwb(
         ).items()
         if v is not None
     }
-    if bin_size is not None and not (isinstance(bin_size, int | float) and bin_size > 0):
+    if bin_size is not None and not (isinstance(bin_size, numbers.Real) and bin_size > 0):
         raise ValueError(f"bin_size must be a positive number of seconds, got {bin_size!r}")
+    if bin_size is not None:
+        # the shortest decimal of its own precision: np.float32(0.05) means 0.05, not 0.0500000007
+        options["bin_size"] = float(np.format_float_positional(bin_size))
     with open_nwbfile(source) as (nwbfile, name, backend):
         kind = _choose_modality(nwbfile, name, modality, series, rois)
         reader = _read_spikes if kind == "spikes" else _read_ophys
-        data, grid = reader(nwbfile, name, options)
+        data, grid, source_columns = reader(nwbfile, name, options)
         names = [] if behavior is None else [behavior] if isinstance(behavior, str) else behavior
         for b in names:
             values, path = _resample_series(nwbfile, name, b, grid, "behavior")
@@ -137,15 +141,7 @@ def read_nwb(
             data.provenance["objects"][f"behavior/{b}"] = path
         if inputs is not None:
             u, path = _resample_series(nwbfile, name, inputs, grid, "input")
-            u = _squeeze(u, data)
-            if u.shape[-1] != data.n_units:
-                raise NWBReadError(
-                    name,
-                    path,
-                    f"an inputs series needs one column per unit ({data.n_units}), got "
-                    f"{u.shape[-1]}; FacRNN adds u_t to each unit's drive",
-                )
-            data.inputs = np.nan_to_num(u).astype(np.float32)
+            data.inputs = _match_input_columns(_squeeze(u, data), source_columns, data, name, path)
             data.provenance["objects"]["inputs"] = path
         data.provenance.update(
             source=name,
@@ -258,20 +254,37 @@ def _layout(nwbfile: Any, source: str, options: dict, bin_size: float, extent) -
     )
 
 
-def _read_spikes(nwbfile: Any, source: str, options: dict) -> tuple[NeuralData, BinGrid]:
+def _read_spikes(
+    nwbfile: Any, source: str, options: dict
+) -> tuple[NeuralData, BinGrid, tuple[np.ndarray, int]]:
+    """Binned spike counts, the grid, and (kept rows of the Units table, its row count)."""
     if options.get("detrend") or options.get("zscore"):
         raise ValueError("detrend and zscore apply to imaging data, not spike counts")
     table = load_units(nwbfile, source)
-    table, _ = select_units(table, options.get("units"), source)
+    n_all = len(table.ids)
+    table, keep = select_units(table, options.get("units"), source)
     bin_size = float(options.get("bin_size") or DEFAULT_SPIKE_BIN_SIZE)
-    layout = _layout(nwbfile, source, options, bin_size, table.extent(_trials_span(nwbfile)))
+    extent = table.extent(_trials_span(nwbfile))
+    if not np.all(np.isfinite(extent)):
+        if options.get("time_range") is None:
+            raise NWBReadError(
+                source,
+                UNITS_PATH,
+                "no spikes, obs_intervals or trials define the recorded time span; "
+                "pass trials=False with time_range=(start, stop)",
+            )
+        extent = tuple(float(t) for t in options["time_range"])
+    layout = _layout(nwbfile, source, options, bin_size, extent)
     counts, mask = bin_units(table, layout.grid)
     objects = {"activity": f"{UNITS_PATH}/spike_times", "units": UNITS_PATH}
     data = _assemble(counts, mask, layout, table.ids, UNITS_PATH, "spikes", table.columns, objects)
-    return data, layout.grid
+    return data, layout.grid, (np.flatnonzero(keep), n_all)
 
 
-def _read_ophys(nwbfile: Any, source: str, options: dict) -> tuple[NeuralData, BinGrid]:
+def _read_ophys(
+    nwbfile: Any, source: str, options: dict
+) -> tuple[NeuralData, BinGrid, tuple[np.ndarray, int]]:
+    """Binned ROI traces, the grid, and (kept columns of the series, its column count)."""
     roi = find_roi_series(nwbfile, source, options.get("series"))
     columns = roi_columns(roi)
     keep = select_rois(roi, columns, options.get("rois"), source)
@@ -281,6 +294,10 @@ def _read_ophys(nwbfile: Any, source: str, options: dict) -> tuple[NeuralData, B
     ids = np.asarray(roi.table.id.data[:])[roi.rows][keep]
     columns = {k: v[keep] for k, v in columns.items()}
     has_data = drop_all_nan(values, observed, ids, source, roi.path)
+    if not has_data.any():
+        raise NWBReadError(
+            source, roi.path, f"all {len(ids)} selected ROI(s) are NaN in the requested time"
+        )
     values, observed, ids = values[..., has_data], observed[..., has_data], ids[has_data]
     columns = {k: v[has_data] for k, v in columns.items()}
     times = layout.grid.timestamps() + bin_size / 2
@@ -296,7 +313,7 @@ def _read_ophys(nwbfile: Any, source: str, options: dict) -> tuple[NeuralData, B
     )
     data.provenance["series_kind"] = roi.kind
     data.provenance["frame_rate"] = 1.0 / roi.sampling_interval
-    return data, layout.grid
+    return data, layout.grid, (np.flatnonzero(keep)[has_data], len(roi.rows))
 
 
 def _assemble(
@@ -339,6 +356,8 @@ def _resample_series(
     s = find_time_series(nwbfile, name, source, what)
     path = object_path(s)
     ts = series_timestamps(s, source)
+    if len(ts) == 0:
+        raise NWBReadError(source, path + "/data", f"the {what} series has no samples")
     data = s.data
 
     def read_rows(i0: int, i1: int) -> np.ndarray:
@@ -348,6 +367,34 @@ def _resample_series(
     out = np.where(observed, values, np.nan).astype(np.float32)
     out[~grid.valid()] = np.nan
     return out, path
+
+
+def _match_input_columns(
+    u: np.ndarray,
+    source_columns: tuple[np.ndarray, int],
+    data: NeuralData,
+    source: str,
+    path: str,
+) -> np.ndarray:
+    """Inputs with one column per modeled unit.
+
+    A series with one column per row of the unit/ROI table (or per column of the ROI
+    series) is subset to the units that were kept; one with exactly one column per kept
+    unit is taken as it is, in order.
+    """
+    kept, n_all = source_columns
+    width = u.shape[-1]
+    if width == n_all:
+        u = u[..., kept]
+    elif width != data.n_units:
+        raise NWBReadError(
+            source,
+            path,
+            f"an inputs series needs one column per unit: {n_all} (every row of "
+            f"{data.unit_table}) or {data.n_units} (the units read), got {width}; "
+            "FacRNN adds u_t to each unit's drive",
+        )
+    return np.nan_to_num(u).astype(np.float32)
 
 
 def _squeeze(values: np.ndarray, data: NeuralData) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .nwb_objects import iter_time_series, object_path
+from .nwb_objects import data_shape, iter_time_series, object_path
 from .ophys import list_roi_series
 from .units import UNITS_PATH
 
@@ -97,7 +97,8 @@ def _observed_seconds(units: Any, index: Any, n: int) -> float:
 
 def _rate_of(s: Any) -> tuple[str, str]:
     """(rate in Hz, duration in s) of a TimeSeries, from its rate or first/last timestamps."""
-    n = s.data.shape[0] if hasattr(s.data, "shape") else len(s.data)
+    shape = data_shape(s.data)
+    n = shape[0] if shape else 0
     if s.rate:
         return f"{float(s.rate):g}", f"{n / float(s.rate):.1f}"
     if s.timestamps is not None and n > 1:
@@ -107,8 +108,7 @@ def _rate_of(s: Any) -> tuple[str, str]:
 
 
 def _shape(s: Any) -> str:
-    shape = s.data.shape if hasattr(s.data, "shape") else (len(s.data),)
-    return " x ".join(str(d) for d in shape)
+    return " x ".join(str(d) for d in data_shape(s.data))
 
 
 def _roi_row(path: str, s: Any) -> dict[str, Any]:
@@ -136,7 +136,11 @@ def _movie_rows(nwbfile: Any) -> list[dict[str, Any]]:
 
     rows = []
     for obj in nwbfile.acquisition.values():
-        if isinstance(obj, ImageSeries) and obj.data is not None and len(obj.data.shape) >= 3:
+        shape = (
+            data_shape(obj.data) if isinstance(obj, ImageSeries) and obj.data is not None else ()
+        )
+        if len(shape) >= 3:
+            itemsize = np.dtype(getattr(obj.data, "dtype", np.float64)).itemsize
             rate, duration = _rate_of(obj)
             rows.append(
                 {
@@ -145,7 +149,7 @@ def _movie_rows(nwbfile: Any) -> list[dict[str, Any]]:
                     "shape": _shape(obj),
                     "rate (Hz)": rate,
                     "duration (s)": duration,
-                    "size (MB)": f"{np.prod(obj.data.shape) * obj.data.dtype.itemsize / 1e6:.0f}",
+                    "size (MB)": f"{np.prod(shape) * itemsize / 1e6:.0f}",
                 }
             )
     return rows

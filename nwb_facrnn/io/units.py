@@ -55,7 +55,8 @@ class UnitsTable:
         )
 
     def extent(self, trials_span: tuple[float, float] | None) -> tuple[float, float]:
-        """The recorded time span: the ``obs_intervals`` if given, else spikes and trials."""
+        """The recorded time span: the ``obs_intervals`` if given, else from the session
+        start (0 s, or earlier spikes or trials) to the last spike or trial end."""
         ivs = [iv for iv in self.intervals if iv is not None and len(iv)]
         if ivs:
             stacked = np.concatenate(ivs)
@@ -65,10 +66,11 @@ class UnitsTable:
             if e > b:
                 seg = self.times[b:e]
                 spans.append((seg.min(), seg.max()))
-        lo = min((s[0] for s in spans), default=np.inf)
         hi = max((s[1] for s in spans), default=-np.inf)
         if trials_span is not None:
-            lo, hi = min(lo, trials_span[0]), max(hi, trials_span[1])
+            hi = max(hi, trials_span[1])
+        # without obs_intervals the recording is taken to start with the session (t = 0)
+        lo = min(0.0, *(s[0] for s in spans), *(trials_span[:1] if trials_span else ()))
         return float(lo), float(hi)
 
 
@@ -125,7 +127,9 @@ def _electrode_columns(nwbfile: Any, units: Any) -> dict[str, np.ndarray]:
         region = units["electrodes"]
         rows = np.asarray(region.target.data[:], dtype=np.int64)
         b, e = ragged_segments(region.data[:])
-        first = np.where(e > b, rows[np.minimum(b, max(len(rows) - 1, 0))], -1)
+        if len(rows) == 0:
+            return out
+        first = np.where(e > b, rows[np.minimum(b, len(rows) - 1)], -1)
         table = nwbfile.electrodes
         names = table.colnames
         if "group_name" in names:

@@ -181,6 +181,30 @@ def observed_mean(seqs: np.ndarray, observed: np.ndarray | None, name: str = "X"
     return (np.where(observed, seqs, 0).sum(axis=(0, 1)) / n_obs).astype(np.float32)
 
 
+def encoded_steps(observed: np.ndarray) -> np.ndarray:
+    """Steps whose latent is informed by data, bool (n_trials, T).
+
+    ``z_t`` is read from ``x_{t-1}`` (row 0 from ``x_0``) and explains ``x_t``, so step
+    ``t`` counts only when some unit was observed both at ``t`` and at its encoder input.
+    """
+    any_obs = observed.any(axis=2)
+    prev = np.concatenate([any_obs[:, :1], any_obs[:, :-1]], axis=1)
+    return any_obs & prev
+
+
+def blank_unobserved(X: Any, mask: ArrayLike | None) -> Any:
+    """Zero the unobserved entries of ``X`` (so NaN may mark them) before validation."""
+    if mask is None:
+        return X
+    m = np.asarray(mask)
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    arr = np.asarray(X, dtype=np.float32) if not isinstance(X, np.ndarray) else X
+    if m.dtype != bool or m.shape != arr.shape:
+        return X  # observed_like reports the problem
+    return np.where(m, arr, np.zeros((), dtype=arr.dtype))
+
+
 def impute(seqs: np.ndarray, observed: np.ndarray | None, fill: np.ndarray) -> np.ndarray:
     """Replace unobserved values by ``fill`` (one value per unit, shape (N,))."""
     if observed is None:
@@ -275,8 +299,9 @@ def make_transitions(
         Which target steps ``t`` to use; step 0 never is (it has no predecessor).
     observed : numpy.ndarray of bool, shape (n_trials, T, N), optional
         Element-wise observation mask.  Unobserved values are replaced by
-        ``fill`` (as encoder input) and weighted 0 in the likelihood; steps
-        where no unit was observed (e.g. padding) are never targets.
+        ``fill`` (as encoder input) and weighted 0 in the likelihood; a step is
+        a target only if some unit was observed at it and at the step before
+        (see :func:`encoded_steps`).
     fill : numpy.ndarray, shape (N,), optional
         Value per unit for unobserved entries (required with ``observed``).
     """
@@ -284,7 +309,7 @@ def make_transitions(
     keep[:, 0] = False
     weight = None
     if observed is not None:
-        keep &= observed.any(axis=2)
+        keep &= encoded_steps(observed)
         seqs = impute(seqs, observed, fill)
         weight = observed[keep].astype(seqs.dtype)
     prev = lagged(seqs, tau)[keep]

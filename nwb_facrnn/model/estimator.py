@@ -21,6 +21,8 @@ from .data import (
     NeuralDataLike,
     Transitions,
     as_sequences,
+    blank_unobserved,
+    encoded_steps,
     impute,
     inputs_like,
     lagged,
@@ -322,9 +324,11 @@ class FacRNN:
             paper's interleaved train/test split.
         mask : bool array, same shape as X, optional
             True where a value was observed.  Unobserved values (a unit
-            outside its ``obs_intervals``, padding after a short trial) are
-            left out of the likelihood and replaced by the unit's observed
-            mean (:attr:`observed_mean_`) as encoder input.
+            outside its ``obs_intervals``, padding after a short trial; they
+            may be NaN) are left out of the likelihood and replaced by the
+            unit's observed mean (:attr:`observed_mean_`) as encoder input.
+            A step is trained on only if some unit was observed at it and at
+            the step before.
 
         Returns
         -------
@@ -332,7 +336,7 @@ class FacRNN:
         """
         self._validate_params()
         X, inputs, mask = unpack_neural_data(X, inputs, mask)
-        seqs = as_sequences(X, "X")
+        seqs = as_sequences(blank_unobserved(X, mask), "X")
         observed = observed_like(mask, seqs)
         if self.observation == "poisson" and (impute(seqs, observed, np.zeros(1)) < 0).any():
             raise ValueError("observation='poisson' needs non-negative counts in X")
@@ -505,7 +509,7 @@ class FacRNN:
         self._check_fitted()
         X, inputs, mask = unpack_neural_data(X, inputs, mask)
         single = np.ndim(X) == 2
-        seqs = as_sequences(X, "X", n_features=self.n_features_in_)
+        seqs = as_sequences(blank_unobserved(X, mask), "X", n_features=self.n_features_in_)
         observed = observed_like(mask, seqs)
         u = inputs_like(inputs, seqs)
         return impute(seqs, observed, self.observed_mean_), u, observed, single
@@ -530,8 +534,9 @@ class FacRNN:
         inputs : ignored by the encoder; accepted for symmetry with ``fit``.
         mask : bool array, same shape as X, optional
             True where observed; unobserved values are replaced by
-            :attr:`observed_mean_`.  Time steps where no unit was observed
-            (e.g. padding after a short trial) get NaN latents.
+            :attr:`observed_mean_`.  Time steps where no unit was observed,
+            at the step or at its encoder input (e.g. padding after a short
+            trial, a dropped frame), get NaN latents.
 
         Returns
         -------
@@ -543,7 +548,7 @@ class FacRNN:
             z = self.module_.encode(prev.reshape(-1, seqs.shape[2]))[0]
         z = z.reshape(*seqs.shape[:2], -1).cpu().numpy()
         if observed is not None:
-            z[~observed.any(axis=2)] = np.nan
+            z[~encoded_steps(observed)] = np.nan
         return z[0] if single else z
 
     def fit_transform(
