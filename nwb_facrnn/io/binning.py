@@ -157,6 +157,7 @@ def observed_bins(intervals: list[np.ndarray | None], grid: BinGrid) -> np.ndarr
     b1 = grid.starts[:, None] + (k[None, :] + 1) * grid.bin_size
     tol = 1e-9 * grid.bin_size
     valid = grid.valid()
+    lo, hi = float(b0[:, 0].min()), float(grid.ends().max())  # span of the valid bins
     rows = np.empty((len(intervals), grid.n_seq, grid.n_bins), dtype=bool)  # unit-major
     for u, iv in enumerate(intervals):
         if iv is None:
@@ -165,6 +166,9 @@ def observed_bins(intervals: list[np.ndarray | None], grid: BinGrid) -> np.ndarr
         merged = merge_intervals(np.asarray(iv, dtype=np.float64).reshape(-1, 2), tol)
         if len(merged) == 0:
             rows[u] = False
+            continue
+        if len(merged) == 1 and merged[0, 0] <= lo + tol and hi - tol <= merged[0, 1]:
+            rows[u] = valid  # one interval covering every bin
             continue
         j = np.searchsorted(merged[:, 0], b0 + tol, side="right") - 1
         inside = (j >= 0) & (b1 - tol <= merged[np.maximum(j, 0), 1])
