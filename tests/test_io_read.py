@@ -155,6 +155,7 @@ def test_an_open_nwbfile_is_accepted_and_left_open(tmp_path):
         nwbfile = io.read()
         data = read_nwb(nwbfile, trials=False)
         assert len(nwbfile.units.id) == 8  # still readable: not closed by read_nwb
+        assert (data.provenance["source"], data.provenance["backend"]) == (str(path), "hdf5")
         assert nwbfile.units["spike_times"].target.data[:5].shape == (5,)
     np.testing.assert_array_equal(data.activity, read_nwb(path, trials=False).activity)
 

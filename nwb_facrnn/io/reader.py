@@ -163,7 +163,10 @@ def open_nwbfile(source: str | os.PathLike | Any) -> Iterator[tuple[Any, str, st
     from pynwb import NWBFile
 
     if isinstance(source, NWBFile):
-        yield source, source_name(source) or "<in-memory NWBFile>", "in-memory"
+        # an NWBFile the caller read from disk keeps the path it came from
+        name = source_name(source)
+        backend = detect_backend(name) if name and Path(name).exists() else "in-memory"
+        yield source, name or "<in-memory NWBFile>", backend
         return
     if not isinstance(source, str | os.PathLike):
         raise TypeError(f"source must be a path or a pynwb.NWBFile, got {type(source).__name__}")
