@@ -27,6 +27,7 @@ benchmark: install
 	$(BIN)/python benchmarks/fit_speed.py
 	$(BIN)/python benchmarks/paper_synthetic.py
 	$(BIN)/python benchmarks/read_speed.py
+	$(BIN)/python benchmarks/write_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nwb_facrnn import FacRNN, read_nwb
+from nwb_facrnn import FacRNN, read_nwb, write_results
 from nwb_facrnn.metrics import decoding_r2, group_latent_r2
 from nwb_facrnn.synthetic import make_spiking_session
 
@@ -55,6 +55,12 @@ def main() -> None:
     z_true = truth.z[np.minimum(idx, len(truth.z) - 1)].mean(axis=2)
     alignment = group_latent_r2(z_true, z, 2)
     print(f"group latent R² against the ground truth: {alignment.mean:.3f}")
+
+    # the latents, the connectivity linked to the Units table and the model, stored in NWB
+    out = path.with_name("mc_maze_like_facrnn.nwb")  # write_results' default output
+    out.unlink(missing_ok=True)  # an earlier run's results, made from the session replaced above
+    write_results(model, data, out, metrics={"hand_vel_decoding_r2": decoding.r2})
+    print(f"results: {out}")
 
 
 if __name__ == "__main__":

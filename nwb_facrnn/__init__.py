@@ -2,8 +2,17 @@
 
 __version__ = "0.1.0"
 
-from .io import NWBReadError, read_nwb
+from .io import FitResults, NWBReadError, read_nwb, read_results, write_results
 from .model import FacRNN
 from .neural_data import NeuralData
 
-__all__ = ["FacRNN", "NWBReadError", "NeuralData", "__version__", "read_nwb"]
+__all__ = [
+    "FacRNN",
+    "FitResults",
+    "NWBReadError",
+    "NeuralData",
+    "__version__",
+    "read_nwb",
+    "read_results",
+    "write_results",
+]

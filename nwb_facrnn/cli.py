@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -106,7 +107,9 @@ def benchmark_synthetic(seeds: list[int], output_dir: Path, max_epochs: int | No
 def _rows_table(title: str, rows: list[dict]) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
     for col in rows[0]:
-        numeric = col in ("units", "spikes", "trials") or col.endswith(("(Hz)", "(s)", "(MB)"))
+        numeric = col in ("units", "spikes", "trials", "bins", "seed", "beta") or col.endswith(
+            ("(Hz)", "(s)", "(MB)", "/bin)")
+        )
         table.add_column(
             col, justify="right" if numeric else "left", overflow="fold", no_wrap=col == "path"
         )
@@ -134,6 +137,7 @@ def info(source: Path) -> None:
         ("Imaging movies (not read for fitting)", summary.movies),
         ("Trials", summary.trials),
         ("Behaviour and other time series", summary.behavior),
+        ("FacRNN fits (read_results / FacRNN.from_nwb)", summary.fits),
     ]
     for title, rows in sections:
         if rows:
@@ -147,6 +151,137 @@ def info(source: Path) -> None:
     if summary.ophys:
         hints.append(f'read_nwb("{source}", series="{summary.ophys[0]["path"]}")')
     console.print("read with: " + "   or   ".join(hints))
+
+
+def _data_options(fn):
+    """The options of :func:`nwb_facrnn.read_nwb`, with the same names, dashed."""
+    opts = [
+        click.option("--modality", type=click.Choice(["spikes", "ophys"]), help="What to fit."),
+        click.option("--bin-size", type=float, help="Bin width (s); spikes default 0.02."),
+        click.option(
+            "--trials",
+            "trials",
+            default=None,
+            help="Keep some trials, e.g. \"split == 'train'\" (default: all trials).",
+        ),
+        click.option("--no-trials", is_flag=True, help="Continuous data even with a trials table."),
+        click.option("--align", help="Trials column to align on, e.g. move_onset_time."),
+        click.option(
+            "--window", type=float, nargs=2, default=None, help="Seconds around --align: -0.25 0.45"
+        ),
+        click.option("--time-range", type=float, nargs=2, default=None, help="Continuous: t0 t1."),
+        click.option("--units", help="Unit selection, e.g. 'heldout == False'."),
+        click.option("--series", help="RoiResponseSeries: name, container or path."),
+        click.option("--rois", help="ROI selection, e.g. 'accepted == True'."),
+        click.option("--detrend", type=click.Choice(["linear", "exponential"])),
+        click.option("--zscore", is_flag=True, help="z-score every ROI."),
+        click.option("--behavior", multiple=True, help="Behavioural series (repeatable)."),
+        click.option("--inputs", help="TimeSeries of external inputs, one column per unit."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _read_kwargs(kw: dict) -> dict:
+    """read_nwb keyword arguments from the data options."""
+    out = {k: kw.pop(k) for k in list(kw) if k in _READ_NAMES}
+    no_trials = kw.pop("no_trials")
+    out["trials"] = False if no_trials else out["trials"]
+    out["window"] = tuple(out["window"]) if out["window"] else None
+    out["time_range"] = tuple(out["time_range"]) if out["time_range"] else None
+    out["behavior"] = list(out["behavior"]) or None
+    out["zscore"] = bool(out["zscore"])
+    return out
+
+
+_READ_NAMES = (
+    "modality bin_size trials align window time_range units series rois detrend zscore "
+    "behavior inputs"
+).split()
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@_data_options
+@click.option("--n-groups", type=int, default=2, show_default=True, help="G, latent groups.")
+@click.option("--group-rank", type=int, default=3, show_default=True, help="H, rank per group.")
+@click.option("--beta", type=float, default=20.0, show_default=True, help="Partial-corr. weight.")
+@click.option("--alpha", type=float, default=0.0, show_default=True, help="Block-diag. weight.")
+@click.option(
+    "--observation",
+    type=click.Choice(["auto", "gaussian", "poisson"]),
+    default="auto",
+    show_default=True,
+    help="auto: poisson for spikes, gaussian for imaging.",
+)
+@click.option("--encoder", type=click.Choice(["linear", "mlp"]), default="linear")
+@click.option("--decoder", type=click.Choice(["linear", "mlp"]), default="linear")
+@click.option(
+    "--smoothing",
+    type=float,
+    default=None,
+    help="Encoder input smoothing (bins), e.g. 2 for spikes.",
+)
+@click.option("--epochs", "max_epochs", type=int, default=100, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--n-init", type=int, default=4, show_default=True, help="Restarts.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i].")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Results file (default: <source stem>_facrnn.nwb next to the source).",
+)
+@click.option("--in-place", is_flag=True, help="Add the results to the source file itself.")
+@click.option("--copy", is_flag=True, help="Standalone output: copy the source's data.")
+@click.option("--name", help="Results container name (default facrnn_G{G}H{H}_beta..._seed...).")
+@click.option("--overwrite", is_flag=True, help="Replace a fit of the same name.")
+def fit(source: Path, **kw) -> None:
+    """Fit FacRNN to an NWB file and write the results into NWB."""
+    from .io.reader import read_nwb
+    from .io.results import read_results
+    from .io.writer import write_fit
+    from .model import FacRNN
+
+    data = read_nwb(source, **_read_kwargs(kw))
+    output = dict(
+        output=kw.pop("output"),
+        in_place=kw.pop("in_place"),
+        copy=kw.pop("copy"),
+        name=kw.pop("name"),
+        overwrite=kw.pop("overwrite"),
+    )
+    if kw["observation"] == "auto":
+        kw["observation"] = "poisson" if data.modality == "spikes" else "gaussian"
+    console.print(f"[bold]data[/]: {escape(repr(data))}")
+    model = FacRNN(**kw, progress=True)
+    model.fit(data)
+    path, name = write_fit(model, data, **output)
+    res = read_results(path, name=name)
+    _print_fit(model, res, path)
+
+
+def _print_fit(model, res, path: Path) -> None:
+    table = Table(title=f"FacRNN fit {res.name}", title_justify="left")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("groups x rank", f"{res.n_groups} x {res.group_rank}")
+    table.add_row("fit time (s)", f"{model.fit_time_:.1f}")
+    table.add_row("epochs", str(model.n_epochs_))
+    labels = {
+        "log_likelihood": "log-likelihood (nats/bin)",
+        "partial_correlation": "partial correlation (nats)",
+        "reconstruction_r2": "reconstruction R²",
+    }
+    for key, value in res.metrics.items():
+        table.add_row(labels.get(key, key), f"{value:.4f}")
+    if res.dominant_group is not None:
+        counts = np.bincount(res.dominant_group, minlength=res.n_groups)
+        table.add_row("units per dominant group", " / ".join(map(str, counts)))
+    console.print(table)
+    console.print(f"results: {path}  (container {res.object_path})")
+    console.print(f'read with: nwb_facrnn.read_results("{path}", name="{res.name}")')
 
 
 @main.command()
@@ -172,3 +307,7 @@ def run() -> None:
     except (ValueError, RuntimeError, OSError) as err:
         console.print(f"[red]error:[/] {escape(str(err))}", soft_wrap=True, highlight=False)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()

@@ -35,6 +35,7 @@ def _number(pattern: str, text: str) -> float:
 def test_voltage_imaging_example_recovers_groups(tmp_path):
     out = _run("voltage_imaging_nwb.py", tmp_path)
     assert (tmp_path / "voltage_imaging.nwb").is_file()
+    assert f"results: {tmp_path / 'voltage_imaging_facrnn.nwb'}" in out
     r2 = re.search(r"group latent R² per true group: \[([\d.]+), ([\d.]+)\]", out)
     assert r2 and min(float(r2.group(1)), float(r2.group(2))) >= 0.8
     assert _number(r"dominant fitted group is their true group: (\d+)%", out) >= 90
@@ -46,3 +47,9 @@ def test_spiking_example_decodes_behaviour(tmp_path):
     assert "80 trials x 35 bins x 48 units" in out
     assert _number(r"hand velocity decoded .*: R² = ([\d.]+)", out) > 0.3
     assert _number(r"group latent R² against the ground truth: ([\d.]+)", out) > 0.45
+    from nwb_facrnn import read_results
+
+    res = read_results(tmp_path / "mc_maze_like_facrnn.nwb")
+    decoded = _number(r"hand velocity decoded .*: R² = ([\d.]+)", out)
+    assert res.metrics["hand_vel_decoding_r2"] == pytest.approx(decoded, abs=5e-4)
+    assert res.unit_table == "/units" and len(res.unit_ids) == 48

@@ -147,6 +147,7 @@ def read_nwb(
             source=name,
             backend=backend,
             identifier=str(nwbfile.identifier),
+            object_id=str(nwbfile.object_id),
             session_start_time=str(nwbfile.session_start_time),
             options=_jsonable(options),
             nwb_facrnn_version=__version__,

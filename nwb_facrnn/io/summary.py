@@ -13,6 +13,7 @@ import numpy as np
 
 from .nwb_objects import data_shape, iter_time_series, object_path
 from .ophys import list_roi_series
+from .results import find_results
 from .units import UNITS_PATH
 
 
@@ -26,6 +27,7 @@ class FileSummary:
     movies: list[dict[str, Any]] = field(default_factory=list)
     trials: list[dict[str, Any]] = field(default_factory=list)
     behavior: list[dict[str, Any]] = field(default_factory=list)
+    fits: list[dict[str, Any]] = field(default_factory=list)
 
 
 def summarize_nwb(nwbfile: Any, source: str, backend: str) -> FileSummary:
@@ -48,12 +50,38 @@ def summarize_nwb(nwbfile: Any, source: str, backend: str) -> FileSummary:
     summary.movies = _movie_rows(nwbfile)
     if nwbfile.trials is not None and len(nwbfile.trials):
         summary.trials.append(_trials_row(nwbfile.trials))
-    movie_paths = {m["path"] for m in summary.movies}
+    summary.fits = [_fit_row(r) for r in find_results(nwbfile)]
+    skip = roi_paths | {m["path"] for m in summary.movies}
+    skip |= {f"{f['path']}/latents" for f in summary.fits}
     for path, s in iter_time_series(nwbfile):
-        if path in roi_paths or path in movie_paths:
-            continue
-        summary.behavior.append(_series_row(path, s))
+        if path not in skip:
+            summary.behavior.append(_series_row(path, s))
     return summary
+
+
+def _fit_row(res: Any) -> dict[str, Any]:
+    """One FacRNN fit stored in the file (see :func:`nwb_facrnn.write_results`)."""
+    import json
+
+    model = res.model
+    metrics = {}
+    if model.fit_metrics is not None:
+        table = model.fit_metrics
+        metrics = dict(zip(table["metric"].data[:], table["value"].data[:], strict=True))
+    source = json.loads(model.provenance).get("unit_table", "")
+    n_units = len(res.connectivity) if res.connectivity is not None else "?"
+    ll = metrics.get("log_likelihood")
+    return {
+        "name": res.name,
+        "path": object_path(res),
+        "groups x rank": f"{model.n_groups} x {model.group_rank}",
+        "beta": f"{model.beta:g}",
+        "seed": int(model.seed),
+        "bins": data_shape(res.latents.data)[0],
+        "units": n_units,
+        "log-lik (nats/bin)": "" if ll is None else f"{ll:.3f}",
+        "fitted table": source,
+    }
 
 
 def _units_row(nwbfile: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import math
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -773,31 +774,105 @@ class FacRNN:
         return self.output_loadings_[:, s] @ self.input_loadings_[s, :]
 
     # ----------------------------------------------------------- persistence
+    def to_state(self) -> ModelState:
+        """The fitted model as plain JSON-able metadata and numpy arrays.
+
+        This is what :meth:`save` and the NWB writer store; :meth:`from_state` rebuilds the
+        model from it.
+        """
+        self._check_fitted()
+        meta = {
+            "format": SAVE_FORMAT,
+            "nwb_facrnn_version": __version__,
+            "params": {k: v for k, v in self.get_params().items() if k != "device"},
+            **{k: _FITTED_SCALARS[k](getattr(self, k)) for k in _FITTED_SCALARS},
+        }
+        weights = {k: v.detach().cpu().numpy()[0] for k, v in self.module_.state_dict().items()}
+        return ModelState(
+            meta=meta,
+            weights=weights,
+            history={k: np.asarray(v) for k, v in self.history_.items()},
+            init_objectives=np.asarray(self.init_objectives_, dtype=np.float64),
+            observed_mean=np.asarray(self.observed_mean_, dtype=np.float32),
+        )
+
+    @classmethod
+    def from_state(cls, state: ModelState, device: str = "auto", origin: str = "state") -> FacRNN:
+        """Rebuild a fitted model from :meth:`to_state` output.
+
+        Parameters
+        ----------
+        state : ModelState
+        device : str
+            Where to put the model (``"auto"``, ``"cpu"``, ``"cuda"``).
+        origin : str
+            Where the state came from, for error messages (a file, an NWB object).
+        """
+        meta = state.meta
+        if meta.get("format") != SAVE_FORMAT:
+            raise ValueError(
+                f"{origin}: unsupported model format {meta.get('format')!r}, "
+                f"expected {SAVE_FORMAT!r}"
+            )
+        model = cls(**meta["params"], device=device)
+        try:
+            for k, kind in _FITTED_SCALARS.items():
+                setattr(model, k, kind(meta[k]))
+        except KeyError as err:
+            raise ValueError(f"{origin}: the saved model lacks {err.args[0]!r}") from None
+        model.history_ = dict(state.history)
+        model.init_objectives_ = np.asarray(state.init_objectives)
+        model.observed_mean_ = np.asarray(state.observed_mean)
+        model.module_ = model._new_module(1).to(model._torch_device())
+        expected = model.module_.state_dict()
+        missing = sorted(set(expected) - set(state.weights))
+        if missing:
+            raise ValueError(f"{origin}: the saved model lacks the weights {missing}")
+        loaded = {}
+        for k, v in expected.items():
+            w = np.asarray(state.weights[k])
+            if w.shape != tuple(v.shape[1:]):
+                raise ValueError(
+                    f"{origin}: weight {k!r} has shape {w.shape}, expected {tuple(v.shape[1:])}"
+                )
+            loaded[k] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))[None]
+        model.module_.load_state_dict(loaded)
+        model.module_.eval()
+        return model
+
+    @classmethod
+    def from_nwb(
+        cls, path: str | os.PathLike, name: str | None = None, device: str = "auto"
+    ) -> FacRNN:
+        """Reload a model written into an NWB file by :func:`nwb_facrnn.write_results`.
+
+        Parameters
+        ----------
+        path : path
+            The NWB file (HDF5 or Zarr).
+        name : str, optional
+            The results container (e.g. ``"facrnn_G2H3_beta20_seed0"``); needed when the file
+            holds several fits.
+        device : str
+        """
+        from ..io.results import read_model_state  # the NWB side; the model stays NWB-free
+
+        state, origin = read_model_state(path, name)
+        return cls.from_state(state, device=device, origin=origin)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Save the fitted model to one ``.npz`` file (arrays + JSON, no pickle).
 
         The write is atomic: a temporary file in the same folder is renamed
         over ``path`` once complete.
         """
-        self._check_fitted()
+        state = self.to_state()
         path = Path(path)
-        meta = {
-            "format": SAVE_FORMAT,
-            "nwb_facrnn_version": __version__,
-            "params": {k: v for k, v in self.get_params().items() if k != "device"},
-            "n_features_in_": int(self.n_features_in_),
-            "n_samples_": int(self.n_samples_),
-            "latent_std_": float(self.latent_std_),
-            "best_init_": int(self.best_init_),
-            "n_epochs_": int(self.n_epochs_),
-            "stopped_early_": bool(self.stopped_early_),
-            "fit_time_": float(self.fit_time_),
-        }
-        arrays = {f"state/{k}": v.cpu().numpy() for k, v in self.module_.state_dict().items()}
-        arrays.update({f"history/{k}": np.asarray(v) for k, v in self.history_.items()})
-        arrays["init_objectives_"] = np.asarray(self.init_objectives_)
-        arrays["observed_mean_"] = np.asarray(self.observed_mean_)
-        arrays["meta"] = np.array(json.dumps(meta))
+        arrays = {f"state/{k}": v[None] for k, v in state.weights.items()}
+        arrays.update({f"history/{k}": v for k, v in state.history.items()})
+        arrays["init_objectives_"] = state.init_objectives
+        arrays["observed_mean_"] = state.observed_mean
+        arrays["meta"] = np.array(json.dumps(state.meta))
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -817,35 +892,49 @@ class FacRNN:
                 arrays = {k: f[k] for k in f.files}
         except (OSError, ValueError) as err:
             raise ValueError(f"{path}: not a saved FacRNN model ({err})") from None
-        if "meta" not in arrays:
+        if "meta" not in arrays or "observed_mean_" not in arrays:
             raise ValueError(f"{path}: not a saved FacRNN model (no 'meta' entry)")
-        meta = json.loads(str(arrays["meta"]))
-        if meta.get("format") != SAVE_FORMAT:
-            raise ValueError(
-                f"{path}: unsupported model format {meta.get('format')!r}, expected {SAVE_FORMAT!r}"
-            )
-        model = cls(**meta["params"], device=device)
-        for k in (
-            "n_features_in_",
-            "n_samples_",
-            "latent_std_",
-            "best_init_",
-            "n_epochs_",
-            "fit_time_",
-            "stopped_early_",
-        ):
-            setattr(model, k, meta[k])
-        model.history_ = {
-            k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("history/")
-        }
-        model.init_objectives_ = arrays["init_objectives_"]
-        model.observed_mean_ = arrays["observed_mean_"]
-        model.module_ = model._new_module(1).to(model._torch_device())
-        state = {
-            k.split("/", 1)[1]: torch.from_numpy(v)
-            for k, v in arrays.items()
-            if k.startswith("state/")
-        }
-        model.module_.load_state_dict(state)
-        model.module_.eval()
-        return model
+        state = ModelState(
+            meta=json.loads(str(arrays["meta"])),
+            weights={k[6:]: v[0] for k, v in arrays.items() if k.startswith("state/")},
+            history={k[8:]: v for k, v in arrays.items() if k.startswith("history/")},
+            init_objectives=arrays["init_objectives_"],
+            observed_mean=arrays["observed_mean_"],
+        )
+        return cls.from_state(state, device=device, origin=str(path))
+
+
+_FITTED_SCALARS: dict[str, type] = {
+    "n_features_in_": int,
+    "n_samples_": int,
+    "latent_std_": float,
+    "best_init_": int,
+    "n_epochs_": int,
+    "stopped_early_": bool,
+    "fit_time_": float,
+}
+
+
+@dataclass
+class ModelState:
+    """A fitted :class:`FacRNN` as plain data (see :meth:`FacRNN.to_state`).
+
+    Attributes
+    ----------
+    meta : dict
+        ``format``, ``nwb_facrnn_version``, ``params`` (constructor arguments but ``device``)
+        and the scalar learned attributes (``n_features_in_``, ``latent_std_``, ...).
+    weights : dict of str to numpy.ndarray
+        Module weights by state-dict key (``"A"`` (N, K), ``"B"`` (K, N), ``"a"``, ``"b"``,
+        ``"log_std"``, MLP ``"enc.w1"`` ...), float32.
+    history : dict of str to numpy.ndarray
+        Per-epoch loss terms, each shape (n_epochs,).
+    init_objectives : numpy.ndarray, shape (n_init,)
+    observed_mean : numpy.ndarray, shape (N,)
+    """
+
+    meta: dict[str, Any]
+    weights: dict[str, np.ndarray]
+    history: dict[str, np.ndarray]
+    init_objectives: np.ndarray
+    observed_mean: np.ndarray

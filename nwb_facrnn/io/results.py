@@ -1,0 +1,271 @@
+"""``read_results``: FacRNN results stored in NWB, back as numpy arrays and pandas tables."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import NWBReadError
+from .extension_spec import WEIGHT_NAMES
+
+
+@dataclass
+class FitResults:
+    """One FacRNN fit read from an NWB file.
+
+    ``T`` is the number of fitted bins (all trials, one after the other), ``N`` the number of
+    units or ROIs, ``K = n_groups * group_rank``.
+
+    Attributes
+    ----------
+    name : str
+        The results container, e.g. ``"facrnn_G2H3_beta20_seed0"``.
+    path : str
+        The NWB file.
+    object_path : str
+        The container's path in the file, e.g. ``"/processing/ophys/facrnn_G2H3_beta20_seed0"``.
+    latents : numpy.ndarray, float32, shape (T, K)
+        Posterior-mean latents; dims ``group_slice(g)`` form group ``g``.
+    timestamps : numpy.ndarray, float64, shape (T,)
+        Bin centres in session seconds.
+    trial_ids : numpy.ndarray or None, shape (T,)
+        Trial id of every row (None for continuous data).
+    unit_ids : numpy.ndarray, shape (N,)
+        ``id`` of every modeled unit or ROI in ``unit_table``.
+    unit_table : str
+        Path of the Units table or PlaneSegmentation the rows link to.
+    output_loadings : numpy.ndarray or None, shape (N, K)
+        ``A`` (None for an MLP decoder).
+    input_loadings : numpy.ndarray or None, shape (K, N)
+        ``B`` (None for an MLP encoder).
+    group_strength : numpy.ndarray or None, shape (N, G)
+        Std of each group's contribution to every unit's drive.
+    dominant_group : numpy.ndarray or None, int, shape (N,)
+    n_groups, group_rank : int
+    bin_size : float
+        Seconds.
+    params : dict
+        Every FacRNN constructor argument of the fit.
+    metrics : dict of str to float
+    history : dict of str to numpy.ndarray
+        Per-epoch loss terms.
+    provenance : dict
+        Source file or asset, read options, software versions.
+    """
+
+    name: str
+    path: str
+    object_path: str
+    latents: np.ndarray
+    timestamps: np.ndarray
+    trial_ids: np.ndarray | None
+    unit_ids: np.ndarray
+    unit_table: str
+    output_loadings: np.ndarray | None
+    input_loadings: np.ndarray | None
+    group_strength: np.ndarray | None
+    dominant_group: np.ndarray | None
+    n_groups: int
+    group_rank: int
+    bin_size: float
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: dict[str, np.ndarray] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def group_slice(self, g: int) -> slice:
+        """Latent dims of group ``g``."""
+        if not 0 <= g < self.n_groups:
+            raise ValueError(f"group index must be in [0, {self.n_groups}), got {g}")
+        return slice(g * self.group_rank, (g + 1) * self.group_rank)
+
+    @property
+    def connectivity(self) -> np.ndarray:
+        """``W = A B``, shape (N, N) (linear encoder and decoder)."""
+        if self.output_loadings is None or self.input_loadings is None:
+            raise AttributeError("connectivity needs a linear encoder and decoder")
+        return self.output_loadings @ self.input_loadings
+
+    def group_connectivity(self, g: int) -> np.ndarray:
+        """Group ``g``'s part of ``W``, ``A[:, g] @ B[g, :]``, shape (N, N)."""
+        s = self.group_slice(g)
+        if self.output_loadings is None or self.input_loadings is None:
+            raise AttributeError("group_connectivity needs a linear encoder and decoder")
+        return self.output_loadings[:, s] @ self.input_loadings[s]
+
+    def to_dataframe(self):
+        """One row per unit/ROI (indexed by its id): dominant group and group strengths."""
+        import pandas as pd
+
+        cols: dict[str, Any] = {}
+        if self.dominant_group is not None:
+            cols["dominant_group"] = self.dominant_group
+        if self.group_strength is not None:
+            for g in range(self.n_groups):
+                cols[f"strength_{g}"] = self.group_strength[:, g]
+        df = pd.DataFrame(cols, index=pd.Index(self.unit_ids, name="unit_id"))
+        return df
+
+    def latents_dataframe(self):
+        """The latents as a DataFrame: columns ``g{g}_{j}``, plus ``timestamp`` and ``trial_id``."""
+        import pandas as pd
+
+        names = [f"g{g}_{j}" for g in range(self.n_groups) for j in range(self.group_rank)]
+        df = pd.DataFrame(self.latents, columns=names)
+        df.insert(0, "timestamp", self.timestamps)
+        if self.trial_ids is not None:
+            df.insert(1, "trial_id", self.trial_ids)
+        return df
+
+    def __repr__(self) -> str:
+        return (
+            f"FitResults({self.name!r}: {self.n_groups} groups of rank {self.group_rank}, "
+            f"{len(self.timestamps)} bins x {len(self.unit_ids)} units, file={self.path!r})"
+        )
+
+
+def find_results(container) -> list:
+    """The ``FacRNNResults`` containers of a processing module or an NWBFile."""
+    if hasattr(container, "processing"):  # an NWBFile
+        return [r for pm in container.processing.values() for r in find_results(pm)]
+    return [
+        obj
+        for obj in container.data_interfaces.values()
+        if getattr(obj, "neurodata_type", None) == "FacRNNResults"
+    ]
+
+
+def _select(nwbfile, path: str, name: str | None):
+    found = find_results(nwbfile)
+    if not found:
+        raise NWBReadError(path, "/processing", "no FacRNN results (FacRNNResults) in this file")
+    if name is None:
+        if len(found) > 1:
+            names = ", ".join(sorted(r.name for r in found))
+            raise NWBReadError(
+                path, "/processing", f"holds several FacRNN fits; choose one with name=: {names}"
+            )
+        return found[0]
+    for r in found:
+        if r.name == name:
+            return r
+    names = ", ".join(sorted(r.name for r in found))
+    raise NWBReadError(path, "/processing", f"has no FacRNN fit named {name!r}; fits: {names}")
+
+
+def _open(path):
+    from .reader import open_nwbfile
+
+    return open_nwbfile(path)
+
+
+def read_results(path: str | os.PathLike, name: str | None = None) -> FitResults:
+    """Read one FacRNN fit written by :func:`~nwb_facrnn.write_results`.
+
+    Parameters
+    ----------
+    path : path
+        NWB file (HDF5 or Zarr).
+    name : str, optional
+        The results container; needed when the file holds several fits.
+
+    Returns
+    -------
+    FitResults
+    """
+    from hdmf.common import DynamicTableRegion
+
+    from .nwb_objects import object_path
+
+    with _open(path) as (nwbfile, source, _backend):
+        res = _select(nwbfile, source, name)
+        model = res.model
+        lat = res.latents
+        conn = res.connectivity
+        region = None
+        columns: dict[str, np.ndarray] = {}
+        if conn is not None:
+            for col in conn.columns:
+                if isinstance(col, DynamicTableRegion):
+                    region = col
+                else:
+                    columns[col.name] = np.asarray(col.data[:])
+        unit_ids = unit_table = None
+        if region is not None:
+            rows = np.asarray(region.data[:])
+            unit_ids = np.asarray(region.table.id[:])[rows]
+            unit_table = object_path(region.table)
+        b = columns.get("input_loadings")
+        out = FitResults(
+            name=res.name,
+            path=source,
+            object_path=object_path(res),
+            latents=np.asarray(lat.data[:]),
+            timestamps=np.asarray(lat.get_timestamps()[:], dtype=np.float64),
+            trial_ids=None if lat.trial_ids is None else np.asarray(lat.trial_ids[:]),
+            unit_ids=unit_ids,
+            unit_table=unit_table,
+            output_loadings=columns.get("output_loadings"),
+            input_loadings=None if b is None else np.ascontiguousarray(b.T),
+            group_strength=columns.get("group_strength"),
+            dominant_group=columns.get("dominant_group"),
+            n_groups=int(model.n_groups),
+            group_rank=int(model.group_rank),
+            bin_size=float(model.bin_size),
+            params=json.loads(model.parameters),
+            metrics=_metrics(model.fit_metrics),
+            history=_columns(model.training_history),
+            provenance=json.loads(model.provenance),
+        )
+    return out
+
+
+def read_model_state(path: str | os.PathLike, name: str | None = None):
+    """The :class:`~nwb_facrnn.model.estimator.ModelState` of a fit stored in NWB.
+
+    Returns
+    -------
+    (ModelState, str)
+        The state and the container it came from (``file:/processing/...``), for messages.
+    """
+    from ..model.estimator import ModelState
+    from .nwb_objects import object_path
+
+    with _open(path) as (nwbfile, source, _backend):
+        res = _select(nwbfile, source, name)
+        model = res.model
+        weights = {}
+        for key, dataset in WEIGHT_NAMES.items():
+            value = getattr(model, dataset, None)
+            if value is not None:
+                weights[key] = np.asarray(value[:], dtype=np.float32)
+        meta = {
+            "format": model.format,
+            "nwb_facrnn_version": model.nwb_facrnn_version,
+            "params": json.loads(model.parameters),
+            **json.loads(model.fitted_attributes),
+        }
+        state = ModelState(
+            meta=meta,
+            weights=weights,
+            history=_columns(model.training_history),
+            init_objectives=np.asarray(model.init_objectives[:]),
+            observed_mean=np.asarray(model.observed_mean[:]),
+        )
+        origin = f"{source}:{object_path(model)}"
+    return state, origin
+
+
+def _columns(table) -> dict[str, np.ndarray]:
+    return {c.name: np.asarray(c.data[:]) for c in table.columns}
+
+
+def _metrics(table) -> dict[str, float]:
+    if table is None:
+        return {}
+    cols = _columns(table)
+    return {str(k): float(v) for k, v in zip(cols["metric"], cols["value"], strict=True)}

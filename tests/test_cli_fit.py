@@ -1,0 +1,101 @@
+"""``nwb-facrnn fit``: read, fit and write results into NWB from the command line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nwb_facrnn import FacRNN, read_nwb, read_results
+from nwb_facrnn.cli import main
+from nwb_facrnn.synthetic import make_imaging_session, make_spiking_session
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli_fit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spk = make_spiking_session(d / "spiking.nwb", seed=0, n_units=20, n_trials=10)
+        img = make_imaging_session(
+            d / "imaging.nwb", seed=0, n_rois=16, frame_shape=(64, 64), duration=0.5
+        )
+    return spk.path, img.path
+
+
+def _invoke(args: list[str]) -> str:
+    result = CliRunner().invoke(main, args, terminal_width=200)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def test_fit_writes_the_results_and_prints_where(sessions, tmp_path):
+    _, img = sessions
+    out = tmp_path / "fit.nwb"
+    args = ["fit", str(img), "--rois", "accepted == True", "--n-groups", "2", "--group-rank"]
+    args += ["2", "--epochs", "3", "--n-init", "1", "--seed", "4", "--output", str(out)]
+    text = _invoke(args)
+    assert f"results: {out}  (container /processing/ophys/facrnn_G2H2_beta20_seed4)" in text
+    res = read_results(out)
+    assert (res.n_groups, res.group_rank, res.params["seed"], res.params["max_epochs"]) == (
+        2,
+        2,
+        4,
+        3,
+    )
+    assert res.params["observation"] == "gaussian"  # auto: imaging
+    ll = float(re.search(r"log-likelihood \(nats/bin\)\s*│\s*(-?[\d.]+)", text).group(1))
+    assert ll == pytest.approx(res.metrics["log_likelihood"], abs=1e-4)
+    # the same fit from Python gives the same model (seeded, CPU)
+    data = read_nwb(img, rois={"accepted": True})
+    model = FacRNN(n_groups=2, group_rank=2, max_epochs=3, n_init=1, seed=4, progress=False)
+    np.testing.assert_allclose(res.output_loadings, model.fit(data).output_loadings_, atol=1e-6)
+
+    info = _invoke(["info", str(out)])
+    assert "FacRNN fits" in info and "facrnn_G2H2_beta20_seed4" in info
+    assert "/processing/ophys/facrnn_G2H2_beta20_seed4/latents" not in info  # not "behaviour"
+
+    # a second fit with another seed goes into the same file
+    _invoke([*args[:-2], "--seed", "5", "--output", str(out)])
+    info = _invoke(["info", str(out)])
+    assert "facrnn_G2H2_beta20_seed4" in info and "facrnn_G2H2_beta20_seed5" in info
+
+
+def test_fit_spikes_with_trial_alignment(sessions, tmp_path):
+    spk, _ = sessions
+    args = ["fit", str(spk), "--align", "move_onset_time", "--window", "-0.2", "0.3"]
+    args += ["--units", "heldout == False", "--behavior", "hand_vel", "--epochs", "2"]
+    args += ["--n-init", "1", "--group-rank", "1", "--smoothing", "2", "--name", "aligned"]
+    text = _invoke(args)
+    out = spk.with_name("spiking_facrnn.nwb")
+    assert f"results: {out}" in text
+    res = read_results(out, name="aligned")
+    assert res.params["observation"] == "poisson" and res.params["smoothing"] == 2.0
+    assert res.provenance["options"]["window"] == [-0.2, 0.3]
+    assert res.unit_table == "/units" and res.trial_ids is not None
+    assert len(np.unique(res.trial_ids)) == 10
+
+
+def test_fit_bad_input_is_one_line_and_exit_code_2(sessions, tmp_path):
+    _, img = sessions
+    cases = [
+        ([str(tmp_path / "missing.nwb")], "missing.nwb: /: no such file or directory"),
+        ([str(img), "--series", "Nope"], "no RoiResponseSeries"),
+        ([str(img), "--output", str(img)], "is the source file; pass in_place=True"),
+    ]
+    for extra, message in cases:
+        run = subprocess.run(
+            [sys.executable, "-m", "nwb_facrnn.cli", "fit", *extra, "--epochs", "1"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 2, run.stderr
+        err = run.stdout + run.stderr
+        assert message in err, err
+        assert "Traceback" not in err

@@ -1,0 +1,295 @@
+"""write_results never loses data: second fits, overwrite, in-place writes, failures and kills."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tree_sha256 as _sha256
+
+from nwb_facrnn import FacRNN, NWBReadError, read_nwb, read_results, write_results
+from nwb_facrnn.io import backend, writer
+from nwb_facrnn.synthetic import make_imaging_session
+
+SMALL = dict(seed=5, n_rois=16, frame_shape=(64, 64), duration=0.6, n_rejected=2)
+
+
+def _session(path: Path) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        make_imaging_session(path, **SMALL)
+    return path
+
+
+def _fit(data, **kw):
+    params = dict(n_groups=2, group_rank=2, max_epochs=3, n_init=1, progress=False)
+    return FacRNN(**{**params, **kw}).fit(data)
+
+
+@pytest.fixture(scope="module", params=["s.nwb", "s.nwb.zarr"])
+def source(request, tmp_path_factory):
+    return _session(tmp_path_factory.mktemp("safety") / request.param)
+
+
+@pytest.fixture(scope="module")
+def data(source):
+    return read_nwb(source, rois={"accepted": True})
+
+
+def _partials(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".partial-"))
+
+
+# ------------------------------------------------------------------------- several fits
+def test_second_fits_add_containers_and_overwrite_is_explicit(source, data, tmp_path):
+    out = tmp_path / f"fits{''.join(source.suffixes)}"
+    a = _fit(data, seed=0)
+    assert write_results(a, data, out) == out
+    b = _fit(data, seed=1)  # another seed: a second container
+    write_results(b, data, out)
+    c = _fit(data, seed=0, alpha=0.5)  # same G, H, beta, seed, other settings: suffixed
+    write_results(c, data, out)
+    names = ["facrnn_G2H2_beta20_seed0", "facrnn_G2H2_beta20_seed1", "facrnn_G2H2_beta20_seed0_2"]
+    for name, model in zip(names, (a, b, c), strict=True):
+        np.testing.assert_array_equal(
+            read_results(out, name=name).output_loadings, model.output_loadings_
+        )
+    with pytest.raises(NWBReadError, match="several FacRNN fits; choose one with name=: facrnn_"):
+        read_results(out)
+    with pytest.raises(NWBReadError, match="no FacRNN fit named 'nope'; fits: facrnn_G2H2"):
+        read_results(out, name="nope")
+
+    # the same fit again: refused unless overwrite=True, which replaces it
+    sha = _sha256(out)
+    with pytest.raises(FileExistsError, match=r"already holds this fit .* overwrite=True"):
+        write_results(a, data, out)
+    assert _sha256(out) == sha
+    a2 = _fit(data, seed=0, max_epochs=4)
+    write_results(a2, data, out, name="facrnn_G2H2_beta20_seed0", overwrite=True)
+    np.testing.assert_array_equal(
+        read_results(out, name=names[0]).output_loadings, a2.output_loadings_
+    )
+    assert read_results(out, name=names[0]).params["max_epochs"] == 4
+    np.testing.assert_array_equal(
+        read_results(out, name=names[1]).output_loadings, b.output_loadings_
+    )
+    # a name of the user's choice
+    write_results(a, data, out, name="my_fit")
+    assert read_results(out, name="my_fit").name == "my_fit"
+    assert _partials(tmp_path) == []
+    # after five rewrites the source's movie is still linked and reads the same
+    assert _movie_frame(out) is not None
+    np.testing.assert_array_equal(_movie_frame(out), _movie_frame(source))
+    np.testing.assert_array_equal(read_nwb(out, rois={"accepted": True}).activity, data.activity)
+
+
+def _movie_frame(path: Path) -> np.ndarray:
+    from nwb_facrnn.io.backend import open_io
+
+    io = open_io(path)
+    try:
+        return np.asarray(io.read().acquisition["OnePhotonSeries"].data[3])
+    finally:
+        io.close()
+
+
+def test_copy_writes_a_standalone_file(source, data, tmp_path):
+    model = _fit(data)
+    out = write_results(model, data, tmp_path / f"standalone{''.join(source.suffixes)}", copy=True)
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    os.replace(out, moved / out.name)  # no link to the source left to break
+    res = read_results(moved / out.name)
+    np.testing.assert_array_equal(res.unit_ids, data.unit_ids)
+    again = read_nwb(moved / out.name, rois={"accepted": True})
+    np.testing.assert_array_equal(again.activity, data.activity)
+
+
+# --------------------------------------------------------------------------- in place
+def test_in_place_adds_the_results_to_the_source(tmp_path):
+    src = _session(tmp_path / "copy.nwb")
+    data = read_nwb(src, rois={"accepted": True})
+    mode = 0o640
+    src.chmod(mode)
+    model = _fit(data)
+    assert write_results(model, data, in_place=True) == src
+    assert src.stat().st_mode & 0o777 == mode  # permissions kept
+    res = read_results(src)
+    np.testing.assert_array_equal(res.latents, model.transform(data))
+    again = read_nwb(src, rois={"accepted": True})
+    np.testing.assert_array_equal(again.activity, data.activity)
+    assert not (tmp_path / "copy_facrnn.nwb").exists()
+    assert _partials(tmp_path) == []
+
+
+def test_in_place_on_a_zarr_store_swaps_atomically(tmp_path):
+    src = _session(tmp_path / "store.nwb.zarr")
+    data = read_nwb(src, rois={"accepted": True})
+    model = _fit(data)
+    write_results(model, data, in_place=True)
+    np.testing.assert_array_equal(read_results(src).output_loadings, model.output_loadings_)
+    np.testing.assert_array_equal(read_nwb(src, rois={"accepted": True}).activity, data.activity)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.nwb.zarr"]
+
+
+def test_a_failure_mid_write_leaves_every_file_as_it_was(source, data, tmp_path, monkeypatch):
+    out = tmp_path / f"r{''.join(source.suffixes)}"
+    model = _fit(data)
+    write_results(model, data, out)
+    before_src, before_out = _sha256(source), _sha256(out)
+
+    def broken_export(src_io, nwbfile, path, *args, **kwargs):
+        Path(path).mkdir() if str(path).endswith(".zarr") else Path(path).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writer, "export_nwbfile", broken_export)
+    other = _fit(data, seed=3)
+    with pytest.raises(OSError, match="disk full"):
+        write_results(other, data, out)
+    with pytest.raises(OSError, match="disk full"):
+        write_results(other, data, in_place=True)
+    assert _sha256(source) == before_src and _sha256(out) == before_out
+    assert _partials(tmp_path) == [] and _partials(source.parent) == []
+
+
+# --------------------------------------------------------------------------- SIGKILL
+WRITER = textwrap.dedent(
+    """
+    import sys, warnings
+    warnings.simplefilter("ignore")
+    from nwb_facrnn import FacRNN, read_nwb, write_results
+    data = read_nwb(sys.argv[1], rois={"accepted": True})
+    model = FacRNN(n_groups=2, group_rank=2, max_epochs=2, n_init=1, progress=False).fit(data)
+    print("writing", flush=True)
+    write_results(model, data, in_place=True)
+    print("done", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("name", ["big.nwb", "big.nwb.zarr"])
+def test_a_writer_killed_mid_write_leaves_the_source_unchanged(tmp_path, name):
+    """Acceptance: SIGKILL while writing in place leaves the source byte-identical and readable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        src = make_imaging_session(
+            tmp_path / name, seed=6, n_rois=30, frame_shape=(128, 128), duration=2.0
+        ).path
+    before = _sha256(src)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        original = read_nwb(src, rois={"accepted": True})
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(src)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    killed_mid_write = False
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            partial = _partials(tmp_path)
+            if partial and _size(tmp_path / partial[0]) > 0:  # the export has started writing
+                time.sleep(0.05)
+                proc.send_signal(signal.SIGKILL)
+                killed_mid_write = bool(_partials(tmp_path))
+                break
+            time.sleep(0.002)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    assert killed_mid_write, "the writer finished before it could be killed"
+    assert _sha256(src) == before
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = read_nwb(src, rois={"accepted": True})
+    np.testing.assert_array_equal(data.activity, original.activity)
+    with pytest.raises(NWBReadError, match="no FacRNN results"):
+        read_results(src)
+    # the killed writer's temporary is found and removed by the next write
+    leftover = _partials(tmp_path)
+    assert leftover and str(proc.pid) in leftover[0]
+    model = _fit(data)
+    write_results(model, data, in_place=True)
+    assert _partials(tmp_path) == []
+    np.testing.assert_array_equal(read_results(src).output_loadings, model.output_loadings_)
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def test_stale_partials_of_live_processes_are_kept(tmp_path):
+    dest = tmp_path / "f.nwb"
+    mine = tmp_path / f".partial-{os.getpid()}-0123abcd-f.nwb"
+    dead = tmp_path / ".partial-999999999-0123abcd-f.nwb"
+    other = tmp_path / ".partial-1-0123abcd-g.nwb"  # another destination
+    for p in (mine, dead, other):
+        p.write_bytes(b"x")
+    assert backend.remove_stale_partials(dest) == [dead]
+    assert mine.exists() and other.exists() and not dead.exists()
+
+
+# ------------------------------------------------------------------------- bad calls
+def test_bad_calls_say_what_to_do(source, data, tmp_path):
+    model = _fit(data)
+    with pytest.raises(ValueError, match="is the source file; pass in_place=True"):
+        write_results(model, data, source)
+    with pytest.raises(ValueError, match="in_place=True writes into the source"):
+        write_results(model, data, tmp_path / "x.nwb", in_place=True)
+    with pytest.raises(ValueError, match="name must be a non-empty string without '/'"):
+        write_results(model, data, tmp_path / "x.nwb", name="a/b")
+    with pytest.raises(ValueError, match="fit on 14 units but data has 5"):
+        write_results(model, data.select_units(slice(0, 5)), tmp_path / "x.nwb")
+    with pytest.raises(AttributeError, match="not fitted"):
+        write_results(FacRNN(), data, tmp_path / "x.nwb")
+    with pytest.raises(TypeError, match="NeuralData"):
+        write_results(model, data.activity, tmp_path / "x.nwb")
+    moved = data.__class__(**{**data.__dict__, "provenance": {"source": "<in-memory NWBFile>"}})
+    with pytest.raises(ValueError, match="pass source=PATH"):
+        write_results(model, moved, tmp_path / "x.nwb")
+    other_ids = data.__class__(**{**data.__dict__, "unit_ids": data.unit_ids + 1000})
+    with pytest.raises(NWBReadError, match=r"PlaneSegmentation: has no row with id \[10\d\d"):
+        write_results(model, other_ids, tmp_path / "x.nwb")
+    assert not (tmp_path / "x.nwb").exists() and _partials(tmp_path) == []
+    with pytest.raises(NWBReadError, match="no FacRNN results"):
+        read_results(source)
+    with pytest.raises(NWBReadError, match="no FacRNN results"):
+        FacRNN.from_nwb(source)
+
+
+def test_results_of_a_rewritten_source_do_not_mix_with_older_ones(tmp_path):
+    src = _session(tmp_path / "s.nwb")
+    data = read_nwb(src, rois={"accepted": True})
+    out = write_results(_fit(data), data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        make_imaging_session(src, overwrite=True, **SMALL)  # same content, a new file
+    newer = read_nwb(src, rois={"accepted": True})
+    sha = _sha256(out)
+    with pytest.raises(
+        ValueError, match=r"s_facrnn\.nwb was made from another version of .*s\.nwb"
+    ):
+        write_results(_fit(newer, seed=2), newer)
+    assert _sha256(out) == sha
+    # data read before the source was rewritten cannot go into the rewritten file either
+    with pytest.raises(ValueError, match="made from another version"):
+        write_results(_fit(data, seed=3), data, in_place=True)
