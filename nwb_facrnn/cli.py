@@ -241,7 +241,7 @@ def fit(source: Path, **kw) -> None:
     """Fit FacRNN to an NWB file and write the results into NWB."""
     from .io.reader import read_nwb
     from .io.results import read_results
-    from .io.writer import write_fit
+    from .io.writer import check_destination, write_fit
     from .model import FacRNN
 
     data = read_nwb(source, **_read_kwargs(kw))
@@ -256,6 +256,8 @@ def fit(source: Path, **kw) -> None:
         kw["observation"] = "poisson" if data.modality == "spikes" else "gaussian"
     console.print(f"[bold]data[/]: {escape(repr(data))}")
     model = FacRNN(**kw, progress=True)
+    dest, name = check_destination(model, data, **output)  # refuse now, not after the fit
+    console.print(f"[bold]writes[/]: {dest} ({name})")
     model.fit(data)
     path, name = write_fit(model, data, **output)
     res = read_results(path, name=name)

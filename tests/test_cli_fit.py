@@ -60,6 +60,14 @@ def test_fit_writes_the_results_and_prints_where(sessions, tmp_path):
     assert "FacRNN fits" in info and "facrnn_G2H2_beta20_seed4" in info
     assert "/processing/ophys/facrnn_G2H2_beta20_seed4/latents" not in info  # not "behaviour"
 
+    # the same fit again is refused before it trains
+    again = CliRunner().invoke(main, args, terminal_width=200)
+    assert isinstance(again.exception, FileExistsError)
+    assert "already holds this fit" in str(again.exception) and "--overwrite" in str(
+        again.exception
+    )
+    assert "epoch" not in again.output
+
     # a second fit with another seed goes into the same file
     _invoke([*args[:-2], "--seed", "5", "--output", str(out)])
     info = _invoke(["info", str(out)])

@@ -303,3 +303,74 @@ def _links(path: Path) -> set[str]:
     with h5py.File(path, "r") as f:
         walk(f)
     return found
+
+
+@pytest.mark.parametrize("encoder, decoder", [("mlp", "mlp"), ("linear", "mlp")])
+def test_mlp_models_and_a_single_group_round_trip(tmp_path, encoder, decoder):
+    src = _quiet(
+        make_imaging_session,
+        tmp_path / "s.nwb",
+        seed=3,
+        n_rois=10,
+        frame_shape=(48, 48),
+        duration=0.4,
+        n_rejected=0,
+    ).path
+    data = read_nwb(src)
+    model = FacRNN(
+        n_groups=1,
+        group_rank=2,
+        encoder=encoder,
+        decoder=decoder,
+        hidden_size=8,
+        max_epochs=3,
+        n_init=1,
+        progress=False,
+    ).fit(data)
+    res = read_results(write_results(model, data))
+    assert res.output_loadings is None and res.dominant_group is None
+    assert res.group_strength is None
+    if encoder == "linear":
+        np.testing.assert_array_equal(res.input_loadings, model.input_loadings_)
+    else:
+        assert res.input_loadings is None
+    assert "partial_correlation" not in res.metrics  # one group: nothing to be independent of
+    np.testing.assert_array_equal(res.unit_ids, data.unit_ids)
+    again = FacRNN.from_nwb(res.path)
+    np.testing.assert_array_equal(again.transform(data), model.transform(data))
+    np.testing.assert_array_equal(again.predict(data), model.predict(data))
+
+
+def test_region_rows_follow_ids_that_are_not_row_numbers(tmp_path):
+    """Units with ids 907, 3, 55 ...: the links go to the rows holding those ids."""
+    from datetime import UTC, datetime
+
+    import pynwb
+
+    from nwb_facrnn.io import write_nwbfile
+
+    rng = np.random.default_rng(0)
+    ids = np.array([907, 3, 55, 12, 600, 41, 8, 77])
+    f = pynwb.NWBFile("ids", "ids", datetime(2025, 1, 1, tzinfo=UTC))
+    f.add_unit_column("label", "which unit")
+    trains = {}
+    for uid in ids:
+        trains[uid] = np.sort(rng.uniform(0, 20, rng.integers(200, 400)))
+        f.add_unit(id=int(uid), spike_times=trains[uid], label=f"u{uid}")
+    src = write_nwbfile(f, tmp_path / "ids.nwb")
+    data = read_nwb(src, bin_size=0.05, units="label != 'u3'")
+    assert data.unit_ids.tolist() == [907, 55, 12, 600, 41, 8, 77]
+    model = FacRNN(n_groups=1, group_rank=2, observation="poisson", max_epochs=2, n_init=1)
+    model.set_params(progress=False).fit(data)
+    res = read_results(write_results(model, data))
+    np.testing.assert_array_equal(res.unit_ids, data.unit_ids)
+    io = open_io(res.path)
+    try:
+        region = io.read().processing["ecephys"][res.name].connectivity["units"]
+        rows = np.asarray(region.data[:])
+        assert rows.tolist() == [0, 2, 3, 4, 5, 6, 7]
+        for row, uid in zip(rows, data.unit_ids, strict=True):
+            assert region.table["label"][int(row)] == f"u{uid}"
+            np.testing.assert_array_equal(region.table["spike_times"][int(row)], trains[uid])
+    finally:
+        io.close()

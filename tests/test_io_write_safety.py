@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import tree_sha256 as _sha256
+from test_io_results import _links
 
 from nwb_facrnn import FacRNN, NWBReadError, read_nwb, read_results, write_results
-from nwb_facrnn.io import backend, writer
+from nwb_facrnn.io import atomic, writer
 from nwb_facrnn.synthetic import make_imaging_session
 
 SMALL = dict(seed=5, n_rois=16, frame_shape=(64, 64), duration=0.6, n_rejected=2)
@@ -48,6 +49,11 @@ def _partials(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith(".partial-"))
 
 
+def _visible(directory: Path) -> list[str]:
+    """Entries but the writers' lock files."""
+    return sorted(p.name for p in directory.iterdir() if not p.name.endswith(".lock"))
+
+
 # ------------------------------------------------------------------------- several fits
 def test_second_fits_add_containers_and_overwrite_is_explicit(source, data, tmp_path):
     out = tmp_path / f"fits{''.join(source.suffixes)}"
@@ -72,6 +78,18 @@ def test_second_fits_add_containers_and_overwrite_is_explicit(source, data, tmp_
     with pytest.raises(FileExistsError, match=r"already holds this fit .* overwrite=True"):
         write_results(a, data, out)
     assert _sha256(out) == sha
+    # overwrite replaces the fit with the same settings, not another one of the same name
+    c2 = _fit(data, seed=0, alpha=0.5)
+    write_results(c2, data, out, overwrite=True)
+    assert read_results(out, name=names[0]).params["alpha"] == 0.0
+    assert read_results(out, name=names[2]).params["alpha"] == 0.5
+    # the same settings on other data (other units) is another fit
+    sub = data.select_units(slice(0, 8))
+    d = _fit(sub, seed=0)
+    write_results(d, sub, out)
+    np.testing.assert_array_equal(
+        read_results(out, name="facrnn_G2H2_beta20_seed0_3").unit_ids, sub.unit_ids
+    )
     a2 = _fit(data, seed=0, max_epochs=4)
     write_results(a2, data, out, name="facrnn_G2H2_beta20_seed0", overwrite=True)
     np.testing.assert_array_equal(
@@ -85,8 +103,8 @@ def test_second_fits_add_containers_and_overwrite_is_explicit(source, data, tmp_
     write_results(a, data, out, name="my_fit")
     assert read_results(out, name="my_fit").name == "my_fit"
     assert _partials(tmp_path) == []
-    # after five rewrites the source's movie is still linked and reads the same
-    assert _movie_frame(out) is not None
+    # after all these rewrites the source's movie is still linked and reads the same
+    assert "/acquisition/OnePhotonSeries/data" in _links(out)
     np.testing.assert_array_equal(_movie_frame(out), _movie_frame(source))
     np.testing.assert_array_equal(read_nwb(out, rois={"accepted": True}).activity, data.activity)
 
@@ -137,7 +155,7 @@ def test_in_place_on_a_zarr_store_swaps_atomically(tmp_path):
     write_results(model, data, in_place=True)
     np.testing.assert_array_equal(read_results(src).output_loadings, model.output_loadings_)
     np.testing.assert_array_equal(read_nwb(src, rois={"accepted": True}).activity, data.activity)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.nwb.zarr"]
+    assert _visible(tmp_path) == ["store.nwb.zarr"]
 
 
 def test_a_failure_mid_write_leaves_every_file_as_it_was(source, data, tmp_path, monkeypatch):
@@ -237,15 +255,46 @@ def _size(path: Path) -> int:
         return 0
 
 
-def test_stale_partials_of_live_processes_are_kept(tmp_path):
-    dest = tmp_path / "f.nwb"
-    mine = tmp_path / f".partial-{os.getpid()}-0123abcd-f.nwb"
-    dead = tmp_path / ".partial-999999999-0123abcd-f.nwb"
-    other = tmp_path / ".partial-1-0123abcd-g.nwb"  # another destination
-    for p in (mine, dead, other):
-        p.write_bytes(b"x")
-    assert backend.remove_stale_partials(dest) == [dead]
-    assert mine.exists() and other.exists() and not dead.exists()
+def test_recover_cleans_up_after_killed_writers(tmp_path):
+    dest = tmp_path / "f.nwb.zarr"
+    partial = tmp_path / ".partial-999999-0123abcd-f.nwb.zarr"
+    other = tmp_path / ".partial-1-0123abcd-g.nwb"  # another destination: left alone
+    old = tmp_path / ".old-0123abcd-f.nwb.zarr"  # a replace interrupted between its renames
+    for p in (partial, old):
+        p.mkdir()
+        (p / "x").write_text(p.name)
+    other.write_bytes(b"x")
+    assert atomic.recover(dest) == [partial]
+    assert dest.is_dir() and (dest / "x").read_text() == old.name  # the old store is back
+    assert other.exists() and not old.exists() and not partial.exists()
+    old.mkdir()  # the new store was already in place: the old one goes
+    assert atomic.recover(dest) == [old] and dest.is_dir()
+
+
+def test_concurrent_writers_of_one_output_both_land(source, data, tmp_path):
+    out = tmp_path / f"shared{''.join(source.suffixes)}"
+    write_results(_fit(data, seed=0), data, out)
+    script = tmp_path / "append.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys, warnings
+            warnings.simplefilter("ignore")
+            from nwb_facrnn import FacRNN, read_nwb, write_results
+            data = read_nwb(sys.argv[1], rois={"accepted": True})
+            model = FacRNN(n_groups=2, group_rank=2, max_epochs=3, n_init=1, progress=False,
+                           seed=int(sys.argv[3])).fit(data)
+            write_results(model, data, sys.argv[2])
+            """
+        )
+    )
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(source), str(out), str(seed)])
+        for seed in (1, 2)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    for seed in (0, 1, 2):
+        assert read_results(out, name=f"facrnn_G2H2_beta20_seed{seed}").params["seed"] == seed
 
 
 # ------------------------------------------------------------------------- bad calls
@@ -291,5 +340,106 @@ def test_results_of_a_rewritten_source_do_not_mix_with_older_ones(tmp_path):
         write_results(_fit(newer, seed=2), newer)
     assert _sha256(out) == sha
     # data read before the source was rewritten cannot go into the rewritten file either
-    with pytest.raises(ValueError, match="made from another version"):
+    with pytest.raises(ValueError, match=r"s\.nwb changed after the data was read from it"):
         write_results(_fit(data, seed=3), data, in_place=True)
+
+
+# ------------------------------------------------------------- sources that changed or moved
+def test_data_read_from_another_version_of_the_source_is_refused(tmp_path):
+    src = _session(tmp_path / "s.nwb")
+    data = read_nwb(src, rois={"accepted": True})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        make_imaging_session(src, overwrite=True, **{**SMALL, "seed": 9})  # same ids
+    with pytest.raises(ValueError, match=r"s\.nwb changed after the data was read from it"):
+        write_results(_fit(data), data)
+    assert _visible(tmp_path) == ["s.nwb"]
+
+
+def test_a_results_file_can_be_the_source_of_another(tmp_path):
+    src = _session(tmp_path / "s.nwb")
+    data = read_nwb(src, rois={"accepted": True})
+    first = write_results(_fit(data), data)
+    again = read_nwb(first, rois={"accepted": True})
+    out = write_results(_fit(again, seed=1), again)
+    assert out.name == "s_facrnn_facrnn.nwb"
+    assert {r for r in ("facrnn_G2H2_beta20_seed0", "facrnn_G2H2_beta20_seed1")} == {
+        read_results(out, name=n).name
+        for n in ("facrnn_G2H2_beta20_seed0", "facrnn_G2H2_beta20_seed1")
+    }
+
+
+def test_broken_links_are_refused_not_dropped(tmp_path):
+    src = _session(tmp_path / "s.nwb")
+    data = read_nwb(src, rois={"accepted": True})
+    out = write_results(_fit(data), data)  # links the movie of s.nwb
+    linked = read_nwb(out, rois={"accepted": True})
+    standalone = write_results(_fit(linked, seed=1), linked, tmp_path / "c.nwb", copy=True)
+    assert _links(standalone) == set()  # copy=True copies what the source links, too
+    derived = write_results(_fit(linked, seed=1), linked)  # keeps the link to s.nwb
+    assert "/acquisition/OnePhotonSeries/data" in _links(derived)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    os.replace(src, moved / "s.nwb")
+    shas = _sha256(out), _sha256(derived)
+    link = r"/acquisition/OnePhotonSeries/data: links to s\.nwb:/acquisition/OnePhotonSeries/data"
+    with pytest.raises(NWBReadError, match=rf"s_facrnn\.nwb: {link}, which is missing"):
+        write_results(_fit(linked, seed=2), linked, tmp_path / "new.nwb")
+    with pytest.raises(NWBReadError, match=rf"s_facrnn_facrnn\.nwb: {link}"):
+        write_results(_fit(linked, seed=2), linked)  # appending would drop the movie link
+    with pytest.raises(NWBReadError, match=rf"s_facrnn\.nwb: {link}"):
+        write_results(_fit(linked, seed=3), linked, in_place=True)
+    assert (_sha256(out), _sha256(derived)) == shas
+    assert not (tmp_path / "new.nwb").exists()
+    os.replace(moved / "s.nwb", src)
+    write_results(_fit(linked, seed=3), linked, in_place=True)  # restored: fine
+    assert "/acquisition/OnePhotonSeries/data" in _links(out)
+
+
+def test_existing_files_that_are_not_outputs_are_not_rewritten(source, data, tmp_path):
+    other = _session(tmp_path / f"other{''.join(source.suffixes)}")
+    sha = _sha256(other)
+    with pytest.raises(FileExistsError, match="holds no FacRNN results"):
+        write_results(_fit(data), data, other)
+    assert _sha256(other) == sha
+
+
+def test_symlinked_and_read_only_destinations(tmp_path):
+    real = _session(tmp_path / "real.nwb")
+    link = tmp_path / "link.nwb"
+    link.symlink_to(real)
+    data = read_nwb(link, rois={"accepted": True})
+    write_results(_fit(data), data, in_place=True)
+    assert link.is_symlink() and read_results(real).unit_ids.tolist() == data.unit_ids.tolist()
+    out = write_results(_fit(data, seed=1), data)
+    out.chmod(0o444)
+    sha = _sha256(out)
+    with pytest.raises(PermissionError, match=r"link_facrnn\.nwb is read-only"):
+        write_results(_fit(data, seed=2), data)
+    assert _sha256(out) == sha
+
+
+def test_a_zarr_store_without_the_suffix_gets_a_zarr_output(tmp_path):
+    from nwb_facrnn.io.backend import detect_backend
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        src = make_imaging_session(tmp_path / "x.nwb.zarr", **SMALL).path
+    plain = tmp_path / "store.nwb"
+    os.replace(src, plain)  # a Zarr store named like an HDF5 file
+    data = read_nwb(plain, rois={"accepted": True})
+    out = write_results(_fit(data), data)
+    assert out.name == "store_facrnn.nwb.zarr" and detect_backend(out) == "zarr"
+    assert "/acquisition/OnePhotonSeries/data" in _links(out)
+
+
+def test_a_zarr_output_whose_source_moved_says_so(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        src = make_imaging_session(tmp_path / "s.nwb.zarr", **SMALL).path
+    data = read_nwb(src, rois={"accepted": True})
+    out = write_results(_fit(data), data)
+    (tmp_path / "moved").mkdir()
+    os.replace(src, tmp_path / "moved" / src.name)
+    with pytest.raises(NWBReadError, match=r"links to \.\./s\.nwb\.zarr:.*keep the two files"):
+        read_results(out)

@@ -9,16 +9,12 @@ decides: ``.zarr`` means Zarr, anything else HDF5.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
-import shutil
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+from .atomic import atomic_destination
 from .errors import NWBReadError
 
 Backend = Literal["hdf5", "zarr"]
@@ -100,129 +96,6 @@ def open_io(path: str | os.PathLike, backend: Backend | None = None):
     from pynwb import NWBHDF5IO
 
     return NWBHDF5IO(str(p), mode="r")
-
-
-@contextlib.contextmanager
-def atomic_destination(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; move it into place only if the block succeeds.
-
-    Works for files and for directories (Zarr stores).  On error the temporary is removed
-    and an existing ``path`` is left untouched; the move itself is atomic (see
-    :func:`replace_atomically`), so a process killed at any moment leaves ``path`` either as
-    it was or complete.
-    """
-    dest = Path(path)
-    if dest.exists() and not overwrite:
-        raise FileExistsError(f"{dest} exists; pass overwrite=True to replace it")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(dest)
-    tmp = dest.with_name(f"{PARTIAL_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{dest.name}")
-    try:
-        yield tmp
-        if dest.exists() and tmp.exists():
-            shutil.copymode(dest, tmp)  # a replaced file keeps its permissions
-        replace_atomically(tmp, dest)
-    finally:
-        _remove(tmp)
-
-
-def remove_stale_partials(dest: Path) -> list[Path]:
-    """Remove temporaries of ``dest`` left by writers that were killed (their process is gone).
-
-    Temporaries are named ``.partial-<pid>-<random>-<name>``; one whose process still runs
-    (another writer) is left alone.  Returns the removed paths.
-    """
-    pattern = re.compile(rf"{re.escape(PARTIAL_PREFIX)}(\d+)-[0-9a-f]{{8}}-{re.escape(dest.name)}")
-    removed = []
-    for p in dest.parent.glob(f"{PARTIAL_PREFIX}*-{dest.name}"):
-        m = pattern.fullmatch(p.name)
-        if m and not _process_alive(int(m.group(1))):
-            _remove(p)
-            removed.append(p)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True  # another thread of this process may be writing it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
-
-
-#: Temporary files and stores being written start with this; a killed writer may leave one.
-PARTIAL_PREFIX = ".partial-"
-
-
-def replace_atomically(new: Path, dest: Path) -> None:
-    """Move ``new`` to ``dest`` in one atomic step, replacing ``dest`` if it exists.
-
-    A file (HDF5) replaces a file with ``rename``.  A directory (Zarr store) cannot be renamed
-    over a non-empty directory, so the two are exchanged atomically (Linux ``renameat2`` with
-    ``RENAME_EXCHANGE``, macOS ``renamex_np`` with ``RENAME_SWAP``) and the old one, now at
-    ``new``, is removed.  Elsewhere the old store is first moved aside: a crash between the
-    two renames leaves it beside ``dest`` under a ``.old-`` name.
-    """
-    _fsync(new)
-    if not (dest.exists() and dest.is_dir()):
-        os.replace(new, dest)
-    elif _exchange(new, dest):
-        _remove(new)  # the old store
-    else:
-        old = dest.with_name(f".old-{uuid.uuid4().hex[:8]}-{dest.name}")
-        os.replace(dest, old)
-        os.replace(new, dest)
-        _remove(old)
-    _fsync(dest.parent)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths; False where the platform cannot."""
-    import ctypes
-    import ctypes.util
-    import sys
-
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
-        if sys.platform.startswith("linux"):
-            at_fdcwd, rename_exchange = -100, 2
-            fn = libc.renameat2
-            args = (at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
-        elif sys.platform == "darwin":
-            fn, args = libc.renamex_np, (os.fsencode(a), os.fsencode(b), 0x2)  # RENAME_SWAP
-        else:
-            return False
-    except AttributeError:  # an old C library without the call
-        return False
-    return fn(*args) == 0
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file, or a directory entry, to disk (best effort)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _remove(p: Path) -> None:
-    if p.is_dir():
-        shutil.rmtree(p, ignore_errors=True)
-    elif p.exists():
-        p.unlink()
 
 
 def write_nwbfile(nwbfile, path: str | os.PathLike, overwrite: bool = False) -> Path:

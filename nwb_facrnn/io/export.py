@@ -59,6 +59,7 @@ def export_nwbfile(
     path: str | os.PathLike,
     backend: Backend,
     link_source: bool,
+    keep_links: bool = True,
 ) -> None:
     """Export ``nwbfile`` (read through ``src_io``) to a new file at ``path``.
 
@@ -74,13 +75,15 @@ def export_nwbfile(
         Backend of the new file.
     link_source : bool
         Link the numeric datasets of ``src_io``'s file of at least :data:`LINK_MIN_BYTES`
-        instead of copying them (same backend only).  Links the source already had are
-        kept either way.
+        instead of copying them (same backend only).
+    keep_links : bool, default True
+        Keep the links the source itself has (to data in other files); False copies their
+        data in (a standalone file).
     """
     from hdmf.backends.hdf5 import HDF5IO
 
     same_backend = isinstance(src_io, HDF5IO) == (backend == "hdf5")
-    write_args = {"link_data": same_backend}
+    write_args = {"link_data": same_backend and keep_links}
     if backend == "zarr":
         import numcodecs
         from hdmf_zarr.backend import ZarrIO

@@ -188,6 +188,7 @@ def open_nwbfile(source: str | os.PathLike | Any) -> Iterator[tuple[Any, str, st
         if io is not None:
             with contextlib.suppress(Exception):
                 io.close()
+        _raise_if_broken_links(path, backend)
         raise NWBReadError(
             name, "/", f"cannot be read as NWB ({type(err).__name__}: {err})"
         ) from None
@@ -195,6 +196,24 @@ def open_nwbfile(source: str | os.PathLike | Any) -> Iterator[tuple[Any, str, st
         yield nwbfile, name, backend
     finally:
         io.close()
+
+
+def _raise_if_broken_links(path: Path, backend: str) -> None:
+    """Explain a failed read by a link to a file or store that is missing, if there is one."""
+    from .links import broken_links
+
+    try:
+        broken = broken_links(path, backend)
+    except Exception:  # the file is broken in another way; the caller says how
+        return
+    if broken:
+        where, target = broken[0]
+        raise NWBReadError(
+            path,
+            where,
+            f"links to {target}, which is missing ({len(broken)} broken link(s)); a results "
+            "file links its source's data: keep the two files side by side",
+        )
 
 
 def _check_hdf5_is_nwb(path: Path) -> None:

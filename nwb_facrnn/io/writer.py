@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import platform
 import re
+import stat
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +18,13 @@ import numpy as np
 
 from .. import __version__
 from ..neural_data import NeuralData
-from .backend import atomic_destination, backend_for_new, detect_backend, open_io
+from .atomic import atomic_destination, destination_lock, recover
+from .backend import backend_for_new, detect_backend, open_io
 from .errors import NWBReadError
 from .export import export_nwbfile
 from .extension import ndx_facrnn
 from .extension_spec import WEIGHT_NAMES
+from .links import broken_links
 from .nwb_objects import object_path
 from .results import find_results
 
@@ -33,13 +38,20 @@ MODULE_DESCRIPTIONS = {
 
 
 def default_output(source: str | os.PathLike) -> Path:
-    """``<stem>_facrnn<suffixes>`` next to ``source`` (``a.nwb`` -> ``a_facrnn.nwb``,
-    ``a.nwb.zarr`` -> ``a_facrnn.nwb.zarr``)."""
+    """``<stem>_facrnn<suffixes>`` next to ``source``, in the source's backend.
+
+    ``a.nwb`` -> ``a_facrnn.nwb``, ``a.nwb.zarr`` -> ``a_facrnn.nwb.zarr``; a Zarr store
+    whose name does not end in ``.zarr`` gets it (``a.nwb`` -> ``a_facrnn.nwb.zarr``).
+    """
     src = Path(source)
     name = src.name
-    suffixes = "".join(s for s in src.suffixes if s.lower() in (".nwb", ".zarr", ".h5", ".hdf5"))
+    known = (".nwb", ".zarr", ".h5", ".hdf5")
+    suffixes = "".join(s for s in src.suffixes if s.lower() in known)
     stem = name[: len(name) - len(suffixes)] if suffixes and name.endswith(suffixes) else name
-    return src.with_name(f"{stem}_facrnn{suffixes or '.nwb'}")
+    suffixes = suffixes or ".nwb"
+    if src.exists() and detect_backend(src) == "zarr" and not suffixes.lower().endswith(".zarr"):
+        suffixes += ".zarr"
+    return src.with_name(f"{stem}_facrnn{suffixes}")
 
 
 def results_name(model) -> str:
@@ -131,47 +143,146 @@ def write_fit(
     metrics: dict[str, float] | None = None,
 ) -> tuple[Path, str]:
     """:func:`write_results`, returning ``(path, container name)`` (the name may be suffixed)."""
-    if not isinstance(data, NeuralData):
-        raise TypeError(f"data must be the NeuralData the model was fit on, got {type(data)}")
     state = model.to_state()  # raises if the model is not fitted
+    plan = _plan(model, data, output, name, source, copy, in_place, overwrite, module)
     if state.meta["n_features_in_"] != data.n_units:
         raise ValueError(
             f"the model was fit on {state.meta['n_features_in_']} units but data has "
             f"{data.n_units}; pass the NeuralData the model was fit on"
         )
-    src = _source_path(data, source)
-    if in_place and (output is not None or copy):
-        raise ValueError("in_place=True writes into the source; do not pass output or copy")
-    dest = src if in_place else Path(output) if output is not None else default_output(src)
-    if not in_place and dest.exists() and dest.resolve() == src.resolve():
-        raise ValueError(f"output {dest} is the source file; pass in_place=True to write into it")
-    if name is not None and (not name or "/" in name):
-        raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
-    module = module or MODULES[data.modality]
-    base = dest if dest.exists() else src  # the file whose content the new file holds
-    contents = _results_contents(model, state, data, metrics or {})
-    out_backend = detect_backend(dest) if dest.exists() else backend_for_new(dest)
-
+    contents = _results_contents(model, state, data, metrics or {}, plan.identity)
     ndx_facrnn()  # the extension's types must be known before a file is opened
-    with atomic_destination(dest, overwrite=True) as tmp:
-        io = open_io(base)
-        try:
-            nwbfile = io.read()
-            _check_same_source(nwbfile, data, base, in_place)
-            table = _unit_table(nwbfile, data, base)
-            pm = _processing_module(nwbfile, module)
-            fit_name = _choose_name(pm, name or results_name(model), contents, overwrite, base)
-            pm.add(_build_container(fit_name, table, data, contents))
-            if base == src and not in_place:
-                nwbfile.generate_new_id()  # a new file, derived from the source
-            link = base == src and not in_place and not copy
-            export_nwbfile(io, nwbfile, tmp, out_backend, link_source=link)
-        finally:
-            io.close()
-    return dest, fit_name
+    with destination_lock(plan.dest):
+        recover(plan.dest)
+        base = plan.base()
+        out_backend = detect_backend(plan.dest) if plan.dest.exists() else plan.backend
+        with atomic_destination(plan.dest, overwrite=True) as tmp:
+            io = open_io(base)
+            try:
+                nwbfile = io.read()
+                table, pm, fit_name, replace = _check(nwbfile, data, plan, base)
+                if replace:
+                    pm.data_interfaces.pop(fit_name)
+                pm = pm if pm is not None else _processing_module(nwbfile, plan.module)
+                pm.add(_build_container(fit_name, table, data, contents))
+                new_file = plan.is_source(base) and not plan.in_place
+                if new_file:
+                    nwbfile.generate_new_id()  # a new file, derived from the source
+                export_nwbfile(
+                    io,
+                    nwbfile,
+                    tmp,
+                    out_backend,
+                    link_source=new_file and not plan.copy,
+                    keep_links=not plan.copy,
+                )
+            finally:
+                io.close()
+    return plan.dest, fit_name
+
+
+def check_destination(
+    model,
+    data: NeuralData,
+    output: str | os.PathLike | None = None,
+    *,
+    name: str | None = None,
+    source: str | os.PathLike | None = None,
+    copy: bool = False,
+    in_place: bool = False,
+    overwrite: bool = False,
+    module: str | None = None,
+) -> tuple[Path, str]:
+    """Make every check :func:`write_results` makes, without writing; before a long fit.
+
+    ``model`` need not be fitted: its hyperparameters name the fit.  Returns the file that
+    would be written and the container name the fit would get; raises what
+    :func:`write_results` would raise about the destination.
+    """
+    plan = _plan(model, data, output, name, source, copy, in_place, overwrite, module)
+    ndx_facrnn()
+    base = plan.base()
+    io = open_io(base)
+    try:
+        _, _, fit_name, _ = _check(io.read(), data, plan, base)
+    finally:
+        io.close()
+    return plan.dest, fit_name
 
 
 # ------------------------------------------------------------------ where things go
+@dataclass
+class _Plan:
+    """Where a fit goes, decided from the arguments before any file is read."""
+
+    src: Path
+    dest: Path
+    backend: str
+    in_place: bool
+    copy: bool
+    overwrite: bool
+    module: str
+    name: str | None  # given by the caller
+    default_name: str
+    identity: str  # settings and data of the fit
+
+    def is_source(self, base: Path) -> bool:
+        """Whether ``base`` is the source file (a new output, or an in-place write)."""
+        return base.resolve() == self.src.resolve()
+
+    def base(self) -> Path:
+        """The file whose content the written file holds."""
+        if self.dest.exists():
+            mode = self.dest.stat().st_mode
+            if not os.access(self.dest, os.W_OK) or not mode & stat.S_IWUSR:
+                raise PermissionError(
+                    f"{self.dest} is read-only; make it writable or choose another output"
+                )
+            broken = broken_links(self.dest)
+        else:
+            broken = broken_links(self.src)
+        if broken:
+            where, target = broken[0]
+            file = self.dest if self.dest.exists() else self.src
+            raise NWBReadError(
+                file,
+                where,
+                f"links to {target}, which is missing ({len(broken)} broken link(s)); restore it "
+                "first: a file rewritten now would lose the link",
+            )
+        return self.dest if self.dest.exists() else self.src
+
+
+def _plan(model, data, output, name, source, copy, in_place, overwrite, module) -> _Plan:
+    if not isinstance(data, NeuralData):
+        raise TypeError(f"data must be the NeuralData the model was fit on, got {type(data)}")
+    src = _source_path(data, source)
+    if in_place and (output is not None or copy):
+        raise ValueError("in_place=True writes into the source; do not pass output or copy")
+    if name is not None and (not isinstance(name, str) or not name or "/" in name):
+        raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
+    dest = src if in_place else Path(output) if output is not None else default_output(src)
+    if dest.is_symlink():
+        dest = Path(os.path.realpath(dest))  # write where the link points, keep the link
+    if not in_place and dest.exists() and dest.resolve() == src.resolve():
+        raise ValueError(
+            f"output {dest} is the source file; pass in_place=True (--in-place) to write into it"
+        )
+    params = {k: v for k, v in model.get_params().items() if k != "device"}
+    return _Plan(
+        src=src,
+        dest=dest,
+        backend=backend_for_new(dest),
+        in_place=in_place,
+        copy=copy,
+        overwrite=overwrite,
+        module=module or MODULES[data.modality],
+        name=name,
+        default_name=results_name(model),
+        identity=_identity(params, data_fingerprint(data)),
+    )
+
+
 def _source_path(data: NeuralData, source: str | os.PathLike | None) -> Path:
     given = source if source is not None else data.provenance.get("source")
     if given is None or not Path(str(given)).exists():
@@ -182,26 +293,58 @@ def _source_path(data: NeuralData, source: str | os.PathLike | None) -> Path:
     return Path(given)
 
 
-def _check_same_source(nwbfile, data: NeuralData, path: Path, in_place: bool) -> None:
-    """Refuse to add a fit to a file that holds another version of the data's source.
+def data_fingerprint(data: NeuralData) -> str:
+    """A digest of what was fit: units, bins, trials and read options (not the values)."""
+    h = hashlib.sha256()
+    options = json.dumps(data.provenance.get("options", {}), sort_keys=True, default=str)
+    for part in (data.modality, data.unit_table, repr(float(data.bin_size)), options):
+        h.update(part.encode() + b"\0")
+    h.update(repr(data.activity.shape).encode())
+    for arr in (data.unit_ids, data.trial_ids, data.timestamps):
+        if arr is not None:
+            h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
 
-    Every file read records the ``object_id`` of its root (new each time a file is written);
-    a results file keeps, in each fit's provenance, the one of the source it was made from.
-    """
+
+def _identity(params: dict[str, Any], fingerprint: str) -> str:
+    return json.dumps({"parameters": params, "data": fingerprint}, sort_keys=True)
+
+
+def _stored_identity(res) -> str | None:
+    fingerprint = json.loads(res.model.provenance).get("data_fingerprint")
+    if fingerprint is None:
+        return None
+    return _identity(json.loads(res.model.parameters), fingerprint)
+
+
+def _check(nwbfile, data: NeuralData, plan: _Plan, base: Path):
+    """Checks on the file to be rewritten; returns (table, module or None, name, replace)."""
     read = data.provenance.get("object_id")
-    if read is None:
-        return
-    if in_place:
-        known = {str(nwbfile.object_id)}
-    else:
-        known = {json.loads(r.model.provenance).get("object_id") for r in find_results(nwbfile)}
-        known.discard(None)
-    if known and read not in known:
-        raise ValueError(
-            f"{path} was made from another version of {data.provenance.get('source')} (the file "
-            "was rewritten after it was read, or the results came from another file); write "
-            "to a new output, or delete the old one"
-        )
+    if plan.is_source(base):
+        if read is not None and read != str(nwbfile.object_id):
+            raise ValueError(
+                f"{base} changed after the data was read from it (it was rewritten, or "
+                f"source= names another file); read it again with read_nwb"
+            )
+    else:  # adding a fit to an existing output
+        fits = find_results(nwbfile)
+        if not fits:
+            raise FileExistsError(
+                f"{base} exists and holds no FacRNN results, so it is not an output of "
+                "write_results; choose another output (or add to that file with "
+                "source=... and in_place=True)"
+            )
+        known = {json.loads(r.model.provenance).get("object_id") for r in fits} - {None}
+        if read is not None and known and read not in known:
+            raise ValueError(
+                f"{base} was made from another version of {data.provenance.get('source')} "
+                "(that file was rewritten after the results were written, or they came from "
+                "another file); write to a new output, or delete the old one"
+            )
+    table = _unit_table(nwbfile, data, base)
+    pm = nwbfile.processing.get(plan.module)
+    name, replace = _choose_name(pm, plan, base)
+    return table, pm, name, replace
 
 
 def _unit_table(nwbfile, data: NeuralData, path: Path):
@@ -222,8 +365,6 @@ def _unit_table(nwbfile, data: NeuralData, path: Path):
 
 
 def _processing_module(nwbfile, name: str):
-    if name in nwbfile.processing:
-        return nwbfile.processing[name]
     from pynwb import ProcessingModule
 
     pm = ProcessingModule(name=name, description=MODULE_DESCRIPTIONS.get(name, "Processed data"))
@@ -231,31 +372,53 @@ def _processing_module(nwbfile, name: str):
     return pm
 
 
-def _choose_name(pm, name: str, contents: dict[str, Any], overwrite: bool, path: Path) -> str:
-    """``name``, or ``name_2``, ``name_3`` ... when ``name`` holds a fit with other settings."""
-    existing = {r.name: r for r in find_results(pm)}
-    if name in pm.data_interfaces and name not in existing:
-        raise ValueError(
-            f"{path}: /processing/{pm.name}/{name} exists and is not a FacRNN result; pass name="
-        )
-    candidate, k = name, 1
-    while candidate in existing:
-        same = existing[candidate].model.parameters == contents["model"]["parameters"]
-        if overwrite and (same or candidate == name):
-            pm.data_interfaces.pop(candidate)
-            return candidate
-        if same:
-            raise FileExistsError(
-                f"{path} already holds this fit (same settings) as /processing/{pm.name}/"
-                f"{candidate}; pass overwrite=True to replace it or name= to keep both"
+def _choose_name(pm, plan: _Plan, path: Path) -> tuple[str, bool]:
+    """The container name of the fit and whether it replaces an existing one.
+
+    A name given by the caller is used as is (replacing a fit of that name needs
+    ``overwrite``).  The default name gets ``_2``, ``_3`` ... when taken by another fit;
+    a fit with the same settings and data under the default name or one of its suffixed
+    forms is refused, or replaced with ``overwrite``.
+    """
+    taken = set(pm.data_interfaces) if pm is not None else set()
+    existing = {r.name: r for r in find_results(pm)} if pm is not None else {}
+    where = f"/processing/{plan.module}"
+    if plan.name is not None:
+        if plan.name in taken and plan.name not in existing:
+            raise ValueError(
+                f"{path}: {where}/{plan.name} exists and is not a FacRNN result; choose another "
+                "name"
             )
+        if plan.name in existing and not plan.overwrite:
+            raise FileExistsError(
+                f"{path} already holds a fit named {where}/{plan.name}; pass overwrite=True "
+                "(--overwrite) to replace it, or another name"
+            )
+        return plan.name, plan.name in existing
+    family = re.compile(rf"{re.escape(plan.default_name)}(_\d+)?")
+    same = sorted(
+        n
+        for n, r in existing.items()
+        if family.fullmatch(n) and _stored_identity(r) == plan.identity
+    )
+    if same:
+        if not plan.overwrite:
+            raise FileExistsError(
+                f"{path} already holds this fit (same settings, same data) as {where}/{same[0]}; "
+                "pass overwrite=True (--overwrite) to replace it, or name= (--name) to keep both"
+            )
+        return same[0], True
+    candidate, k = plan.default_name, 1
+    while candidate in taken:
         k += 1
-        candidate = f"{name}_{k}"
-    return candidate
+        candidate = f"{plan.default_name}_{k}"
+    return candidate, False
 
 
 # ------------------------------------------------------------------ what is written
-def _results_contents(model, state, data: NeuralData, extra: dict[str, float]) -> dict[str, Any]:
+def _results_contents(
+    model, state, data: NeuralData, extra: dict[str, float], identity: str
+) -> dict[str, Any]:
     """Everything the containers hold, as numpy arrays and JSON, computed before any I/O."""
     g, h = model.n_groups, model.group_rank
     z = model.transform(data)  # (T, K) or (n_trials, T, K); NaN where no unit was observed
@@ -307,7 +470,11 @@ def _results_contents(model, state, data: NeuralData, extra: dict[str, float]) -
             "format": state.meta["format"],
             "parameters": json.dumps(params, sort_keys=True),
             "fitted_attributes": json.dumps(fitted, sort_keys=True),
-            "provenance": json.dumps(_provenance(data), sort_keys=True, default=str),
+            "provenance": json.dumps(
+                {**_provenance(data), "data_fingerprint": json.loads(identity)["data"]},
+                sort_keys=True,
+                default=str,
+            ),
             "observed_mean": state.observed_mean.astype(np.float32),
             "init_objectives": state.init_objectives.astype(np.float64),
             **weights,

@@ -1,6 +1,6 @@
 """The FacRNN model: pure torch and numpy (no NWB)."""
 
 from .baselines import PRESETS
-from .estimator import FacRNN, NotFittedError
+from .estimator import FacRNN, ModelState, NotFittedError
 
-__all__ = ["PRESETS", "FacRNN", "NotFittedError"]
+__all__ = ["PRESETS", "FacRNN", "ModelState", "NotFittedError"]

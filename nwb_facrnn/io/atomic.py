@@ -1,0 +1,164 @@
+"""Writing files and Zarr stores so that no reader ever sees a half-written one.
+
+Every write goes to a temporary sibling of the destination, ``.partial-<pid>-<random>-<name>``,
+which replaces the destination in one atomic step once complete.  Writers of one destination
+take turns through an exclusive lock (``flock`` on ``.<name>.lock`` beside it), so two writers
+never lose each other's work and the temporaries found while holding the lock are leftovers of
+killed writers, safe to remove.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+#: Temporary files and stores being written start with this; a killed writer may leave one.
+PARTIAL_PREFIX = ".partial-"
+#: A Zarr store moved aside during a non-atomic replace (platforms without an exchange call).
+OLD_PREFIX = ".old-"
+
+
+@contextlib.contextmanager
+def destination_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on writing ``path`` (blocks while another writer holds it).
+
+    The lock is ``flock`` on ``.<name>.lock`` in the same folder, which works across processes
+    of one machine (containers included) and on network filesystems that support locking.
+    Where ``fcntl`` does not exist (Windows) writers are not serialized.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    lock = dest.with_name(f".{dest.name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def recover(dest: Path) -> list[Path]:
+    """Clean up after writers of ``dest`` that were killed; call while holding its lock.
+
+    Removes their temporaries (no live writer has one while we hold the lock) and finishes an
+    interrupted non-atomic Zarr replace: the old store is put back if ``dest`` is missing, and
+    removed if the new one is in place.  Returns the removed paths.
+    """
+    removed = []
+    for p in dest.parent.glob(f"{PARTIAL_PREFIX}*-{dest.name}"):
+        _remove(p)
+        removed.append(p)
+    for old in sorted(dest.parent.glob(f"{OLD_PREFIX}*-{dest.name}")):
+        if not dest.exists():
+            os.replace(old, dest)
+        else:
+            _remove(old)
+            removed.append(old)
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_destination(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; move it into place only if the block succeeds.
+
+    Works for files and for directories (Zarr stores).  On error the temporary is removed
+    and an existing ``path`` is left untouched; the move itself is atomic (see
+    :func:`replace_atomically`), so a process killed at any moment leaves ``path`` either as
+    it was or complete.  Callers that read ``path`` before replacing it hold
+    :func:`destination_lock` around the whole read-modify-write.
+    """
+    dest = Path(path)
+    if dest.exists() and not overwrite:
+        raise FileExistsError(f"{dest} exists; pass overwrite=True to replace it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f"{PARTIAL_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{dest.name}")
+    try:
+        yield tmp
+        if dest.exists() and tmp.exists():
+            shutil.copymode(dest, tmp)  # a replaced file keeps its permissions
+        replace_atomically(tmp, dest)
+    finally:
+        _remove(tmp)
+
+
+def replace_atomically(new: Path, dest: Path) -> None:
+    """Move ``new`` to ``dest`` in one atomic step, replacing ``dest`` if it exists.
+
+    A file (HDF5) replaces a file with ``rename``.  A directory (Zarr store) cannot be renamed
+    over a non-empty directory, so the two are exchanged atomically (Linux ``renameat2`` with
+    ``RENAME_EXCHANGE``, macOS ``renamex_np`` with ``RENAME_SWAP``) and the old one, now at
+    ``new``, is removed.  Where the filesystem cannot exchange, the old store is moved aside
+    first; a crash between the two renames leaves it under a ``.old-`` name, which
+    :func:`recover` puts back or removes on the next write.
+    """
+    _fsync(new)
+    if not (dest.exists() and dest.is_dir()):
+        os.replace(new, dest)
+    elif _exchange(new, dest):
+        _remove(new)  # the old store
+    else:
+        old = dest.with_name(f"{OLD_PREFIX}{uuid.uuid4().hex[:8]}-{dest.name}")
+        os.replace(dest, old)
+        os.replace(new, dest)
+        _remove(old)
+    _fsync(dest.parent)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths; False where the platform or filesystem cannot."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        if sys.platform.startswith("linux"):
+            at_fdcwd, rename_exchange = -100, 2
+            fn = libc.renameat2
+            args = (at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+        elif sys.platform == "darwin":
+            fn, args = libc.renamex_np, (os.fsencode(a), os.fsencode(b), 0x2)  # RENAME_SWAP
+        else:
+            return False
+    except AttributeError:  # an old C library without the call
+        return False
+    if fn(*args) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False  # the filesystem cannot exchange: fall back
+    raise OSError(err, f"cannot replace {b} with {a}: {os.strerror(err)}")
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a directory entry, to disk (best effort)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove(p: Path) -> None:
+    if p.is_symlink() or p.is_file():
+        p.unlink()
+    elif p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
