@@ -77,6 +77,9 @@ def test_second_fits_add_containers_and_overwrite_is_explicit(source, data, tmp_
     sha = _sha256(out)
     with pytest.raises(FileExistsError, match=r"already holds this fit .* overwrite=True"):
         write_results(a, data, out)
+    with pytest.raises(FileExistsError, match=r"already holds this fit"):  # a bar is no setting
+        write_results(a.set_params(progress=True), data, out)
+    a.set_params(progress=False)
     assert _sha256(out) == sha
     # overwrite replaces the fit with the same settings, not another one of the same name
     c2 = _fit(data, seed=0, alpha=0.5)
@@ -264,7 +267,15 @@ def test_recover_cleans_up_after_killed_writers(tmp_path):
         p.mkdir()
         (p / "x").write_text(p.name)
     other.write_bytes(b"x")
+    # a destination whose name ends like this one's is another destination, with its own lock
+    theirs = [
+        tmp_path / ".partial-1-0123abcd-x-f.nwb.zarr",
+        tmp_path / ".old-0123abcd-x-f.nwb.zarr",
+    ]
+    for p in theirs:
+        p.mkdir()
     assert atomic.recover(dest) == [partial]
+    assert all(p.exists() for p in theirs)
     assert dest.is_dir() and (dest / "x").read_text() == old.name  # the old store is back
     assert other.exists() and not old.exists() and not partial.exists()
     old.mkdir()  # the new store was already in place: the old one goes
@@ -335,7 +346,7 @@ def test_results_of_a_rewritten_source_do_not_mix_with_older_ones(tmp_path):
     newer = read_nwb(src, rois={"accepted": True})
     sha = _sha256(out)
     with pytest.raises(
-        ValueError, match=r"s_facrnn\.nwb was made from another version of .*s\.nwb"
+        ValueError, match=r"s_facrnn\.nwb holds results made from another version of .*s\.nwb"
     ):
         write_results(_fit(newer, seed=2), newer)
     assert _sha256(out) == sha
@@ -443,3 +454,74 @@ def test_a_zarr_output_whose_source_moved_says_so(tmp_path):
     os.replace(src, tmp_path / "moved" / src.name)
     with pytest.raises(NWBReadError, match=r"links to \.\./s\.nwb\.zarr:.*keep the two files"):
         read_results(out)
+
+
+def test_the_fingerprint_of_the_data_follows_mask_and_inputs(data):
+    from dataclasses import replace
+
+    base = writer.data_fingerprint(data)
+    assert writer.data_fingerprint(replace(data)) == base
+    mask = data.mask.copy()
+    mask[::2, 0] = False  # e.g. held-out bins of one unit
+    assert writer.data_fingerprint(replace(data, mask=mask)) != base
+    inputs = np.zeros_like(data.activity)
+    assert writer.data_fingerprint(replace(data, inputs=inputs)) != base
+
+
+def test_a_symlink_from_another_folder_reads_the_links_from_the_real_file(tmp_path):
+    src = _session(tmp_path / "real" / "s.nwb")
+    data = read_nwb(src, rois={"accepted": True})
+    out = write_results(_fit(data), data)  # s_facrnn.nwb links ../s.nwb's movie
+    (tmp_path / "elsewhere" / "deep").mkdir(parents=True)
+    link = tmp_path / "elsewhere" / "deep" / "r.nwb"
+    link.symlink_to(out)
+    linked = read_nwb(link, rois={"accepted": True})
+    written = write_results(_fit(linked, seed=1), linked)
+    assert written == tmp_path / "elsewhere" / "deep" / "r_facrnn.nwb"
+    assert "/acquisition/OnePhotonSeries/data" in _links(written)
+
+
+def test_an_unwritable_folder_is_named_before_anything_runs(data, tmp_path, monkeypatch):
+    out = tmp_path / "locked" / "r.nwb"
+    out.parent.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        writer.os, "access", lambda p, m: False if Path(p) == out.parent else real_access(p, m)
+    )
+    model = FacRNN(n_groups=2, group_rank=2)  # not fitted: the check comes first
+    with pytest.raises(PermissionError, match=r"cannot write in .*locked: it is read-only"):
+        writer.check_destination(model, data, out)
+
+
+def test_a_failed_second_rename_puts_the_old_store_back(tmp_path, monkeypatch):
+    dest, new = tmp_path / "d.zarr", tmp_path / "n.zarr"
+    for p in (dest, new):
+        p.mkdir()
+        (p / "x").write_text(p.name)
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)  # e.g. NFS
+    real_replace, calls = os.replace, []
+
+    def failing(a, b):
+        calls.append((a, b))
+        if len(calls) == 2:
+            raise OSError("disk gone")
+        return real_replace(a, b)
+
+    monkeypatch.setattr(atomic.os, "replace", failing)
+    with pytest.raises(OSError, match="disk gone"):
+        atomic.replace_atomically(new, dest)
+    assert (dest / "x").read_text() == "d.zarr"
+
+
+def test_other_atomic_writers_clean_up_after_killed_ones(tmp_path):
+    from nwb_facrnn.io import write_nwbfile
+    from nwb_facrnn.synthetic import imaging_nwbfile
+
+    dest = tmp_path / "made.nwb"
+    stale = tmp_path / ".partial-999999-0123abcd-made.nwb"
+    stale.write_bytes(b"half")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nwbfile, _ = imaging_nwbfile(**{**SMALL, "seed": 1})
+        write_nwbfile(nwbfile, dest)
+    assert not stale.exists() and _visible(tmp_path) == ["made.nwb"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -39,8 +40,16 @@ def destination_lock(path: str | os.PathLike) -> Iterator[None]:
         yield
         return
     lock = dest.with_name(f".{dest.name}.lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
     try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access
+    except PermissionError:
+        raise PermissionError(
+            f"cannot write in {dest.parent}: it is read-only for this user (writing {dest.name} "
+            "needs a temporary file and a lock file beside it)"
+        ) from None
+    try:
+        with contextlib.suppress(OSError):  # others writing here share the lock (umask aside)
+            os.fchmod(fd, 0o666)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -54,11 +63,15 @@ def recover(dest: Path) -> list[Path]:
     interrupted non-atomic Zarr replace: the old store is put back if ``dest`` is missing, and
     removed if the new one is in place.  Returns the removed paths.
     """
+    name = re.escape(dest.name)
+    partial = re.compile(rf"{re.escape(PARTIAL_PREFIX)}\d+-[0-9a-f]{{8}}-{name}")
+    moved = re.compile(rf"{re.escape(OLD_PREFIX)}[0-9a-f]{{8}}-{name}")
     removed = []
-    for p in dest.parent.glob(f"{PARTIAL_PREFIX}*-{dest.name}"):
-        _remove(p)
-        removed.append(p)
-    for old in sorted(dest.parent.glob(f"{OLD_PREFIX}*-{dest.name}")):
+    for p in sorted(dest.parent.glob(f"{PARTIAL_PREFIX}*")):
+        if partial.fullmatch(p.name):
+            _remove(p)
+            removed.append(p)
+    for old in sorted(p for p in dest.parent.glob(f"{OLD_PREFIX}*") if moved.fullmatch(p.name)):
         if not dest.exists():
             os.replace(old, dest)
         else:
@@ -68,16 +81,32 @@ def recover(dest: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_destination(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_destination(
+    path: str | os.PathLike, overwrite: bool = False, locked: bool = False
+) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; move it into place only if the block succeeds.
 
     Works for files and for directories (Zarr stores).  On error the temporary is removed
     and an existing ``path`` is left untouched; the move itself is atomic (see
     :func:`replace_atomically`), so a process killed at any moment leaves ``path`` either as
-    it was or complete.  Callers that read ``path`` before replacing it hold
-    :func:`destination_lock` around the whole read-modify-write.
+    it was or complete.
+
+    Parameters
+    ----------
+    path : path
+    overwrite : bool
+        Replace an existing ``path``; otherwise it raises ``FileExistsError``.
+    locked : bool
+        The caller already holds :func:`destination_lock` (and ran :func:`recover`), as one
+        must around a read-modify-write of ``path``; otherwise both happen here.
     """
     dest = Path(path)
+    if not locked:
+        with destination_lock(dest):
+            recover(dest)
+            with atomic_destination(dest, overwrite, locked=True) as tmp:
+                yield tmp
+        return
     if dest.exists() and not overwrite:
         raise FileExistsError(f"{dest} exists; pass overwrite=True to replace it")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +138,11 @@ def replace_atomically(new: Path, dest: Path) -> None:
     else:
         old = dest.with_name(f"{OLD_PREFIX}{uuid.uuid4().hex[:8]}-{dest.name}")
         os.replace(dest, old)
-        os.replace(new, dest)
+        try:
+            os.replace(new, dest)
+        except BaseException:
+            os.replace(old, dest)  # put the old store back
+            raise
         _remove(old)
     _fsync(dest.parent)
 

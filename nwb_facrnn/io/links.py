@@ -18,12 +18,15 @@ from .backend import Backend, detect_backend
 def broken_links(path: str | os.PathLike, backend: Backend | None = None) -> list[tuple[str, str]]:
     """Links in the file at ``path`` whose target file, store or object is missing.
 
+    Relative targets are resolved from the real location of ``path`` (through symlinks), as
+    HDF5 and hdmf-zarr do.
+
     Returns
     -------
     list of (str, str)
-        ``(object path in the file, missing target)`` for each broken link.
+        ``(object path in the file, "target: why")`` for each broken link.
     """
-    p = Path(path)
+    p = Path(os.path.realpath(path))
     backend = backend or detect_backend(p)
     return _zarr_broken(p) if backend == "zarr" else _hdf5_broken(p)
 
@@ -31,27 +34,17 @@ def broken_links(path: str | os.PathLike, backend: Backend | None = None) -> lis
 def _hdf5_broken(path: Path) -> list[tuple[str, str]]:
     import h5py
 
-    broken: list[tuple[str, str]] = []
-
-    def target_ok(link: h5py.ExternalLink) -> bool:
-        target = Path(link.filename)
-        if not target.is_absolute():  # hdmf writes paths relative to the linking file
-            target = path.parent / target
-        if not target.is_file():
-            return False
-        try:
-            with h5py.File(target, "r") as f:
-                return link.path in f
-        except OSError:
-            return False
+    links: dict[Path, list[tuple[str, h5py.ExternalLink]]] = {}
 
     def walk(group, prefix: str) -> None:
         for key in group:
             link = group.get(key, getlink=True)
             where = f"{prefix}/{key}"
             if isinstance(link, h5py.ExternalLink):
-                if not target_ok(link):
-                    broken.append((where, f"{link.filename}:{link.path}"))
+                target = Path(link.filename)
+                if not target.is_absolute():  # hdmf writes paths relative to the linking file
+                    target = path.parent / target
+                links.setdefault(target, []).append((where, link))
             elif isinstance(link, h5py.HardLink):
                 obj = group.get(key)
                 if isinstance(obj, h5py.Group):
@@ -59,6 +52,20 @@ def _hdf5_broken(path: Path) -> list[tuple[str, str]]:
 
     with h5py.File(path, "r") as f:
         walk(f, "")
+    broken: list[tuple[str, str]] = []
+    for target, found in links.items():  # each linked file is opened once
+        why, present = "", None
+        if not target.is_file():
+            why = "which is missing"
+        else:
+            try:
+                with h5py.File(target, "r") as t:
+                    present = {link.path for _, link in found if link.path in t}
+            except OSError as err:
+                why = f"which cannot be opened ({err})"
+        for where, link in found:
+            if present is None or link.path not in present:
+                broken.append((where, f"{link.filename}:{link.path}, {why or 'which lacks it'}"))
     return broken
 
 
@@ -76,5 +83,6 @@ def _zarr_broken(root: Path) -> list[tuple[str, str]]:
             target = store / str(link.get("path", "")).lstrip("/")
             if not target.exists():
                 where = "/" + "/".join(x for x in (group, str(link.get("name"))) if x != ".")
-                broken.append((where, f"{source}:{link.get('path')}"))
+                why = "which is missing" if store.exists() else "whose store is missing"
+                broken.append((where, f"{source}:{link.get('path')}, {why}"))
     return broken

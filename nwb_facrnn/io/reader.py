@@ -211,8 +211,8 @@ def _raise_if_broken_links(path: Path, backend: str) -> None:
         raise NWBReadError(
             path,
             where,
-            f"links to {target}, which is missing ({len(broken)} broken link(s)); a results "
-            "file links its source's data: keep the two files side by side",
+            f"links to {target} ({len(broken)} broken link(s)); a results file links its "
+            "source's data: keep the two files side by side",
         )
 
 

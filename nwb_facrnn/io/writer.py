@@ -156,7 +156,7 @@ def write_fit(
         recover(plan.dest)
         base = plan.base()
         out_backend = detect_backend(plan.dest) if plan.dest.exists() else plan.backend
-        with atomic_destination(plan.dest, overwrite=True) as tmp:
+        with atomic_destination(plan.dest, overwrite=True, locked=True) as tmp:
             io = open_io(base)
             try:
                 nwbfile = io.read()
@@ -232,6 +232,13 @@ class _Plan:
 
     def base(self) -> Path:
         """The file whose content the written file holds."""
+        parent = self.dest.parent
+        if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(
+                f"cannot write in {parent}: it is read-only for this user (writing "
+                f"{self.dest.name} needs a temporary file and a lock file beside it); choose "
+                "another output"
+            )
         if self.dest.exists():
             mode = self.dest.stat().st_mode
             if not os.access(self.dest, os.W_OK) or not mode & stat.S_IWUSR:
@@ -247,8 +254,8 @@ class _Plan:
             raise NWBReadError(
                 file,
                 where,
-                f"links to {target}, which is missing ({len(broken)} broken link(s)); restore it "
-                "first: a file rewritten now would lose the link",
+                f"links to {target} ({len(broken)} broken link(s)); restore the target first: a "
+                "file rewritten now would lose the link",
             )
         return self.dest if self.dest.exists() else self.src
 
@@ -268,7 +275,6 @@ def _plan(model, data, output, name, source, copy, in_place, overwrite, module) 
         raise ValueError(
             f"output {dest} is the source file; pass in_place=True (--in-place) to write into it"
         )
-    params = {k: v for k, v in model.get_params().items() if k != "device"}
     return _Plan(
         src=src,
         dest=dest,
@@ -279,7 +285,7 @@ def _plan(model, data, output, name, source, copy, in_place, overwrite, module) 
         module=module or MODULES[data.modality],
         name=name,
         default_name=results_name(model),
-        identity=_identity(params, data_fingerprint(data)),
+        identity=_identity(model.get_params(), data_fingerprint(data)),
     )
 
 
@@ -294,20 +300,31 @@ def _source_path(data: NeuralData, source: str | os.PathLike | None) -> Path:
 
 
 def data_fingerprint(data: NeuralData) -> str:
-    """A digest of what was fit: units, bins, trials and read options (not the values)."""
+    """A digest of what was fit: units, bins, trials, read options, the mask and the inputs.
+
+    The activity values themselves are not hashed (the read options and the source's
+    ``object_id`` stand for them).
+    """
     h = hashlib.sha256()
     options = json.dumps(data.provenance.get("options", {}), sort_keys=True, default=str)
     for part in (data.modality, data.unit_table, repr(float(data.bin_size)), options):
         h.update(part.encode() + b"\0")
     h.update(repr(data.activity.shape).encode())
-    for arr in (data.unit_ids, data.trial_ids, data.timestamps):
+    for arr in (data.unit_ids, data.trial_ids, data.timestamps, np.packbits(data.mask)):
         if arr is not None:
             h.update(np.ascontiguousarray(arr).tobytes())
+    if data.inputs is not None:
+        h.update(np.ascontiguousarray(data.inputs).tobytes())
     return h.hexdigest()[:16]
 
 
+#: Constructor arguments that do not change the fit (where it ran, whether a bar was shown).
+NOT_SETTINGS = ("device", "progress")
+
+
 def _identity(params: dict[str, Any], fingerprint: str) -> str:
-    return json.dumps({"parameters": params, "data": fingerprint}, sort_keys=True)
+    settings = {k: v for k, v in params.items() if k not in NOT_SETTINGS}
+    return json.dumps({"parameters": settings, "data": fingerprint}, sort_keys=True)
 
 
 def _stored_identity(res) -> str | None:
@@ -334,17 +351,34 @@ def _check(nwbfile, data: NeuralData, plan: _Plan, base: Path):
                 "write_results; choose another output (or add to that file with "
                 "source=... and in_place=True)"
             )
-        known = {json.loads(r.model.provenance).get("object_id") for r in fits} - {None}
-        if read is not None and known and read not in known:
+        made_from = {
+            (p.get("object_id"), p.get("source"))
+            for p in (json.loads(r.model.provenance) for r in fits)
+            if p.get("object_id")
+        }
+        if read is not None and made_from and read not in {oid for oid, _ in made_from}:
+            sources = sorted({str(s) for _, s in made_from})
+            same_file = [s for s in sources if _same_path(s, plan.src)]
+            why = (
+                f"another version of {plan.src} (rewritten since those results were written)"
+                if same_file
+                else f"another file ({', '.join(sources)}), not {plan.src}"
+            )
             raise ValueError(
-                f"{base} was made from another version of {data.provenance.get('source')} "
-                "(that file was rewritten after the results were written, or they came from "
-                "another file); write to a new output, or delete the old one"
+                f"{base} holds results made from {why}; write to a new output, or delete "
+                "the old one"
             )
     table = _unit_table(nwbfile, data, base)
     pm = nwbfile.processing.get(plan.module)
     name, replace = _choose_name(pm, plan, base)
     return table, pm, name, replace
+
+
+def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def _unit_table(nwbfile, data: NeuralData, path: Path):
