@@ -118,14 +118,46 @@ def _rows_table(title: str, rows: list[dict]) -> Table:
     return table
 
 
+def _remote_options(fn):
+    """``--dandi-api-url`` and ``--no-cache``, for commands that read a source."""
+    fn = click.option(
+        "--no-cache", is_flag=True, help="Remote sources: do not use the on-disk block cache."
+    )(fn)
+    return click.option(
+        "--dandi-api-url",
+        default=None,
+        help="DANDI API of another instance (default: $DANDI_API_URL, else the public archive).",
+    )(fn)
+
+
 @main.command()
-@click.argument("source", type=click.Path(path_type=Path))
-def info(source: Path) -> None:
-    """Show what in an NWB file (HDF5 or Zarr) can be fit: units, ROI series, trials, behaviour."""
+@click.argument("source")
+@_remote_options
+def info(source: str, dandi_api_url: str | None, no_cache: bool) -> None:
+    """Show what an NWB file can be fit on: units, ROI series, trials, behaviour.
+
+    SOURCE is a local file (HDF5 or Zarr), a DANDI asset (DANDI:000140/sub-.../x.nwb, archive,
+    dandi:// or download URLs) or an https URL.  A dandiset alone (DANDI:000140) lists its
+    NWB assets.
+    """
+    from .io.dandi import is_remote, list_nwb_assets, parse_source
     from .io.reader import open_nwbfile
     from .io.summary import summarize_nwb
 
-    with open_nwbfile(source) as (nwbfile, name, backend):
+    if is_remote(source) and parse_source(source).kind == "dandiset":
+        name, rows = list_nwb_assets(source, dandi_api_url)
+        if not rows:
+            console.print(f"{name}: no NWB assets")
+            return
+        console.print(_rows_table(f"{name}: {len(rows)} NWB asset(s)", rows))
+        console.print(f'read with: read_nwb("DANDI:{name[6:].split("@")[0]}/{rows[0]["path"]}")')
+        return
+    details: dict = {}
+    with open_nwbfile(source, dandi_api_url=dandi_api_url, cache=not no_cache, details=details) as (
+        nwbfile,
+        name,
+        backend,
+    ):
         summary = summarize_nwb(nwbfile, name, backend)
     header = Table.grid(padding=(0, 2))
     for key, value in summary.header.items():
@@ -142,6 +174,13 @@ def info(source: Path) -> None:
     for title, rows in sections:
         if rows:
             console.print(_rows_table(title, rows))
+    if details:
+        stats = details["stats"]
+        size = details["size"] or 0
+        console.print(
+            f"streamed {stats.bytes_fetched / 1e6:.2f} MB of {size / 1e6:.1f} MB "
+            f"({stats.cache_hits} block(s) from the cache)"
+        )
     if not summary.units and not summary.ophys:
         console.print("[yellow]nothing to fit:[/] no Units table and no ROI response series")
         return
@@ -202,8 +241,9 @@ _READ_NAMES = (
 
 
 @main.command()
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source")
 @_data_options
+@_remote_options
 @click.option("--n-groups", type=int, default=2, show_default=True, help="G, latent groups.")
 @click.option("--group-rank", type=int, default=3, show_default=True, help="H, rank per group.")
 @click.option("--beta", type=float, default=20.0, show_default=True, help="Partial-corr. weight.")
@@ -237,14 +277,19 @@ _READ_NAMES = (
 @click.option("--copy", is_flag=True, help="Standalone output: copy the source's data.")
 @click.option("--name", help="Results container name (default facrnn_G{G}H{H}_beta..._seed...).")
 @click.option("--overwrite", is_flag=True, help="Replace a fit of the same name.")
-def fit(source: Path, **kw) -> None:
+def fit(source: str, **kw) -> None:
     """Fit FacRNN to an NWB file and write the results into NWB."""
     from .io.reader import read_nwb
     from .io.results import read_results
     from .io.writer import check_destination, write_fit
     from .model import FacRNN
 
-    data = read_nwb(source, **_read_kwargs(kw))
+    data = read_nwb(
+        source,
+        **_read_kwargs(kw),
+        dandi_api_url=kw.pop("dandi_api_url"),
+        cache=not kw.pop("no_cache"),
+    )
     output = dict(
         output=kw.pop("output"),
         in_place=kw.pop("in_place"),

@@ -23,3 +23,53 @@ def tree_sha256(path: Path) -> str:
 def sha256():
     """``sha256(path)``: the content hash of a file or a Zarr store."""
     return tree_sha256
+
+
+# ------------------------------------------------- a local DANDI archive (tests/dandi_server.py)
+@pytest.fixture
+def no_internet(monkeypatch):
+    """Sockets may reach this machine only: any other host raises ``InternetAccessError``."""
+    from dandi_server import block_internet
+
+    block_internet(monkeypatch)
+
+
+@pytest.fixture
+def fake_dandi(monkeypatch, no_internet):
+    """A started :class:`dandi_server.FakeDandi`, one per test (fresh content and counters).
+
+    Also sets ``DANDI_NO_ET=1`` (no version check against the internet), ``DANDI_API_URL`` to
+    the server's API (so ``DANDI:`` IDs resolve there), unsets ``DANDI_API_KEY``, and blocks
+    connections to anything but loopback (``no_internet``).  Closed at teardown: stalls end,
+    open connections are shut, the daemon server thread is joined.
+    """
+    from dandi_server import FakeDandi
+
+    monkeypatch.setenv("DANDI_NO_ET", "1")
+    monkeypatch.delenv("DANDI_API_KEY", raising=False)
+    server = FakeDandi()
+    monkeypatch.setenv("DANDI_API_URL", server.api_url)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def dandi_client(fake_dandi):
+    """``dandi.dandiapi.DandiAPIClient`` for ``fake_dandi`` (its constructor asks /server-info)."""
+    from dandi.dandiapi import DandiAPIClient
+
+    client = DandiAPIClient(api_url=fake_dandi.api_url)
+    try:
+        yield client
+    finally:
+        client.session.close()
+
+
+@pytest.fixture
+def fast_dandi_retries(monkeypatch):
+    """The dandi client retries 429/5xx and connection errors without its 1.25 s, 1.6 s... waits."""
+    import tenacity
+
+    monkeypatch.setattr(tenacity, "wait_exponential", lambda *a, **k: tenacity.wait_none())

@@ -51,14 +51,19 @@ def read_nwb(
     zscore: bool = False,
     behavior: str | Sequence[str] | None = None,
     inputs: str | None = None,
+    dandi_api_url: str | None = None,
+    cache: bool | str | os.PathLike = True,
 ) -> NeuralData:
     """Read binned activity from an NWB file, ready for :meth:`FacRNN.fit`.
 
     Parameters
     ----------
-    source : path or pynwb.NWBFile
-        An HDF5 ``.nwb`` file, a Zarr NWB store (directory), or an open ``NWBFile`` (left
-        open).  Files are opened read-only and never modified.
+    source : path, DANDI ID, URL or pynwb.NWBFile
+        An HDF5 ``.nwb`` file, a Zarr NWB store (directory), an open ``NWBFile`` (left
+        open), or a remote file streamed over HTTP: ``DANDI:000140/sub-Jenkins/...nwb``
+        (optionally ``DANDI:000140@<version>/...``), a DANDI archive, ``dandi://`` or asset
+        download URL, or any ``https://`` URL of an NWB file.  Files are opened read-only and
+        never modified.
     modality : {"spikes", "ophys"}, optional
         Which data to read.  Default: ``"ophys"`` when ``series`` or ``rois`` is given or the
         file has no Units table, else ``"spikes"``.
@@ -95,6 +100,12 @@ def read_nwb(
         path; for evaluation only.
     inputs : str, optional
         A TimeSeries with one column per (selected) unit, fed to the model as ``u_t``.
+    dandi_api_url : str, optional
+        The DANDI instance's API (e.g. a staging or lab instance); default the environment
+        variable ``DANDI_API_URL``, else the public archive.
+    cache : bool or path, default True
+        Remote sources: keep fetched blocks in the on-disk cache (True: the platform cache
+        directory or ``NWB_FACRNN_CACHE_DIR``; a path: that directory; False: no cache).
 
     Returns
     -------
@@ -130,7 +141,12 @@ def read_nwb(
     if bin_size is not None:
         # the shortest decimal of its own precision: np.float32(0.05) means 0.05, not 0.0500000007
         options["bin_size"] = float(np.format_float_positional(bin_size))
-    with open_nwbfile(source) as (nwbfile, name, backend):
+    remote: dict[str, Any] = {}
+    with open_nwbfile(source, dandi_api_url=dandi_api_url, cache=cache, details=remote) as (
+        nwbfile,
+        name,
+        backend,
+    ):
         kind = _choose_modality(nwbfile, name, modality, series, rois)
         reader = _read_spikes if kind == "spikes" else _read_ophys
         data, grid, source_columns = reader(nwbfile, name, options)
@@ -152,16 +168,45 @@ def read_nwb(
             options=_jsonable(options),
             nwb_facrnn_version=__version__,
         )
+        if remote:
+            stats = remote["stats"]
+            data.provenance["remote"] = {
+                "url": remote["url"],
+                "size": remote["size"],
+                "dandi": remote["dandi"],
+                "bytes_fetched": stats.bytes_fetched,
+                "cache_hits": stats.cache_hits,
+                "cache": cache if isinstance(cache, bool) else str(cache),
+            }
     return data
 
 
 @contextlib.contextmanager
-def open_nwbfile(source: str | os.PathLike | Any) -> Iterator[tuple[Any, str, str]]:
+def open_nwbfile(
+    source: str | os.PathLike | Any,
+    *,
+    dandi_api_url: str | None = None,
+    cache: bool | str | os.PathLike = True,
+    details: dict[str, Any] | None = None,
+) -> Iterator[tuple[Any, str, str]]:
     """Yield ``(nwbfile, source name, backend)`` for a path (opened read-only) or an NWBFile.
 
-    Paths are closed on exit; an NWBFile passed in is left open.
+    Paths are closed on exit; an NWBFile passed in is left open.  A ``DANDI:`` ID or an
+    HTTP(S) URL is streamed (backend ``"hdf5-stream"``, see :mod:`nwb_facrnn.io.dandi`);
+    ``details``, when given, receives its URL, DANDI identity and transfer statistics.
     """
     from pynwb import NWBFile
+
+    from .dandi import is_remote
+
+    if is_remote(source):
+        from .streaming import open_remote
+
+        with open_remote(source, dandi_api_url, cache) as (nwbfile, name, info):
+            if details is not None:
+                details.update(info)
+            yield nwbfile, name, "hdf5-stream"
+        return
 
     if isinstance(source, NWBFile):
         # an NWBFile the caller read from disk keeps the path it came from

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -11,7 +12,7 @@ import re
 import stat
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -156,29 +157,46 @@ def write_fit(
         recover(plan.dest)
         base = plan.base()
         out_backend = detect_backend(plan.dest) if plan.dest.exists() else plan.backend
-        with atomic_destination(plan.dest, overwrite=True, locked=True) as tmp:
-            io = open_io(base)
-            try:
-                nwbfile = io.read()
-                table, pm, fit_name, replace = _check(nwbfile, data, plan, base)
-                if replace:
-                    pm.data_interfaces.pop(fit_name)
-                pm = pm if pm is not None else _processing_module(nwbfile, plan.module)
-                pm.add(_build_container(fit_name, table, data, contents))
-                new_file = plan.is_source(base) and not plan.in_place
-                if new_file:
-                    nwbfile.generate_new_id()  # a new file, derived from the source
-                export_nwbfile(
-                    io,
-                    nwbfile,
-                    tmp,
-                    out_backend,
-                    link_source=new_file and not plan.copy,
-                    keep_links=not plan.copy,
-                )
-            finally:
-                io.close()
+        with (
+            atomic_destination(plan.dest, overwrite=True, locked=True) as tmp,
+            _open_base(plan, base) as (io, nwbfile),
+        ):
+            table, pm, fit_name, replace = _check(nwbfile, data, plan, base)
+            if replace:
+                pm.data_interfaces.pop(fit_name)
+            new_file = plan.is_source(base) and not plan.in_place
+            if new_file and plan.remote is not None:
+                prune_to_table(nwbfile, table)  # a standalone file: not the remote's movie
+                pm = nwbfile.processing.get(plan.module)
+            pm = pm if pm is not None else _processing_module(nwbfile, plan.module)
+            pm.add(_build_container(fit_name, table, data, contents))
+            if new_file:
+                nwbfile.generate_new_id()  # a new file, derived from the source
+            export_nwbfile(
+                io,
+                nwbfile,
+                tmp,
+                out_backend,
+                link_source=new_file and not plan.copy,
+                keep_links=not plan.copy,
+            )
     return plan.dest, fit_name
+
+
+@contextlib.contextmanager
+def _open_base(plan: _Plan, base: Path | str):
+    """``(io, nwbfile)`` of the file the written file is made from (a local file or remote)."""
+    if isinstance(base, str):  # the remote source itself
+        from .streaming import open_remote
+
+        with open_remote(base, plan.remote.get("api_url"), plan.cache) as (nwbfile, _, info):
+            yield info["io"], nwbfile
+        return
+    io = open_io(base)
+    try:
+        yield io, io.read()
+    finally:
+        io.close()
 
 
 def check_destination(
@@ -202,11 +220,8 @@ def check_destination(
     plan = _plan(model, data, output, name, source, copy, in_place, overwrite, module)
     ndx_facrnn()
     base = plan.base()
-    io = open_io(base)
-    try:
-        _, _, fit_name, _ = _check(io.read(), data, plan, base)
-    finally:
-        io.close()
+    with _open_base(plan, base) as (_, nwbfile):
+        _, _, fit_name, _ = _check(nwbfile, data, plan, base)
     return plan.dest, fit_name
 
 
@@ -215,7 +230,7 @@ def check_destination(
 class _Plan:
     """Where a fit goes, decided from the arguments before any file is read."""
 
-    src: Path
+    src: Path | str  # str: a remote source (DANDI ID or URL)
     dest: Path
     backend: str
     in_place: bool
@@ -225,12 +240,16 @@ class _Plan:
     name: str | None  # given by the caller
     default_name: str
     identity: str  # settings and data of the fit
+    remote: dict[str, Any] | None = None  # DANDI identity of a remote source
+    cache: bool = True
 
-    def is_source(self, base: Path) -> bool:
+    def is_source(self, base: Path | str) -> bool:
         """Whether ``base`` is the source file (a new output, or an in-place write)."""
+        if isinstance(base, str) or isinstance(self.src, str):
+            return base == self.src
         return base.resolve() == self.src.resolve()
 
-    def base(self) -> Path:
+    def base(self) -> Path | str:
         """The file whose content the written file holds."""
         parent = self.dest.parent
         if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
@@ -239,6 +258,8 @@ class _Plan:
                 f"{self.dest.name} needs a temporary file and a lock file beside it); choose "
                 "another output"
             )
+        if not self.dest.exists() and self.remote is not None:
+            return self.src  # a remote source: read again (its blocks are in the cache)
         if self.dest.exists():
             mode = self.dest.stat().st_mode
             if not os.access(self.dest, os.W_OK) or not mode & stat.S_IWUSR:
@@ -263,6 +284,9 @@ class _Plan:
 def _plan(model, data, output, name, source, copy, in_place, overwrite, module) -> _Plan:
     if not isinstance(data, NeuralData):
         raise TypeError(f"data must be the NeuralData the model was fit on, got {type(data)}")
+    remote = data.provenance.get("remote")
+    if remote is not None and source is None:
+        return _remote_plan(model, data, output, name, in_place, overwrite, module, remote)
     src = _source_path(data, source)
     if in_place and (output is not None or copy):
         raise ValueError("in_place=True writes into the source; do not pass output or copy")
@@ -287,6 +311,64 @@ def _plan(model, data, output, name, source, copy, in_place, overwrite, module) 
         default_name=results_name(model),
         identity=_identity(model.get_params(), data_fingerprint(data)),
     )
+
+
+def _remote_plan(model, data, output, name, in_place, overwrite, module, remote) -> _Plan:
+    """Results of a remote fit: a standalone local file (``<asset stem>_facrnn.nwb`` here)."""
+    if in_place:
+        raise ValueError(
+            f"{data.provenance['source']} is remote: it cannot be written in place; the results "
+            "go to a standalone local file (output=, default <asset name>_facrnn.nwb here)"
+        )
+    if name is not None and (not isinstance(name, str) or not name or "/" in name):
+        raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
+    asset = (remote.get("dandi") or {}).get("path") or remote["url"].split("?", 1)[0]
+    stem = PurePosixPath(asset).name
+    stem = stem[: -len(".nwb")] if stem.lower().endswith(".nwb") else stem
+    dest = Path(output) if output is not None else Path.cwd() / f"{stem}_facrnn.nwb"
+    return _Plan(
+        src=str(data.provenance["source"]),
+        dest=dest,
+        backend=backend_for_new(dest),
+        in_place=False,
+        copy=True,
+        overwrite=overwrite,
+        module=module or MODULES[data.modality],
+        name=name,
+        default_name=results_name(model),
+        identity=_identity(model.get_params(), data_fingerprint(data)),
+        remote=dict(remote.get("dandi") or {}),
+        cache=remote.get("cache", True),
+    )
+
+
+def prune_to_table(nwbfile, table) -> None:
+    """Keep the session metadata, the intervals and ``table`` (with what it refers to); drop
+    the acquired data, stimuli and every other processed object, in memory.
+
+    What a standalone results file of a remote source holds besides the results: the subject
+    and session metadata (``general``: devices, electrodes, imaging planes), the trials, and
+    the Units table or PlaneSegmentation the results link to.
+    """
+    for group in ("acquisition", "stimulus", "stimulus_template", "analysis", "scratch"):
+        holder = getattr(nwbfile, group, None)
+        for key in list(holder or {}):
+            holder.pop(key)
+    keep = {id(table), id(table.parent)}
+    for pm_name in list(nwbfile.processing):
+        pm = nwbfile.processing[pm_name]
+        for key in list(pm.data_interfaces):
+            if id(pm.data_interfaces[key]) not in keep:
+                pm.data_interfaces.pop(key)
+        if not pm.data_interfaces:
+            nwbfile.processing.pop(pm_name)
+    parent = table.parent
+    if hasattr(parent, "plane_segmentations"):  # other planes of the ImageSegmentation
+        for key in list(parent.plane_segmentations):
+            if parent.plane_segmentations[key] is not table:
+                parent.plane_segmentations.pop(key)
+    if "reference_images" in getattr(table, "fields", {}):
+        table.fields.pop("reference_images")  # links into the acquired movie, not copied
 
 
 def _source_path(data: NeuralData, source: str | os.PathLike | None) -> Path:

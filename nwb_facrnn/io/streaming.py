@@ -1,0 +1,97 @@
+"""Open a remote NWB (HDF5) file for reading, streaming only the bytes h5py asks for.
+
+The bytes come through :class:`~nwb_facrnn.io.remote.HTTPRangeFile`: ranged GETs of 1 MiB
+blocks, retried with backoff, kept in a size-bounded on-disk block cache so a second read of
+the same asset fetches nothing already fetched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .dandi import RemoteSourceError, resolve
+from .errors import NWBReadError
+
+Cache = bool | str | os.PathLike
+
+
+def retry_policy():
+    """The retry policy of remote reads; ``NWB_FACRNN_HTTP_TIMEOUT`` (seconds without an
+    answer before a request fails) and ``NWB_FACRNN_HTTP_RETRIES`` (attempts) override it."""
+    from .remote import RetryPolicy
+
+    policy = RetryPolicy()
+    timeout = os.environ.get("NWB_FACRNN_HTTP_TIMEOUT")
+    attempts = os.environ.get("NWB_FACRNN_HTTP_RETRIES")
+    if timeout:
+        policy.timeout = (float(timeout), float(timeout))
+    if attempts:
+        policy.attempts = int(attempts)
+    return policy
+
+
+def block_cache(cache: Cache):
+    """The block cache for ``cache``: True = the default directory, a path, False = none."""
+    from .remote import BlockCache
+
+    if cache is False or cache is None:
+        return None
+    if cache is True:
+        return BlockCache()
+    return BlockCache(Path(cache))
+
+
+@contextlib.contextmanager
+def open_remote(
+    source: str, dandi_api_url: str | None = None, cache: Cache = True
+) -> Iterator[tuple[Any, str, dict[str, Any]]]:
+    """Yield ``(nwbfile, name, details)`` for a ``DANDI:`` ID or an HTTP(S) URL.
+
+    ``details`` holds ``url``, ``size``, ``dandi`` (dandiset, version, path, asset id, digest)
+    and ``stats`` (a live :class:`~nwb_facrnn.io.remote.TransferStats`).
+    """
+    import h5py
+    from pynwb import NWBHDF5IO
+
+    from .remote import HTTPRangeFile, RemoteReadError, TransferStats
+
+    asset = resolve(source, dandi_api_url)
+    stats = TransferStats()
+    with contextlib.ExitStack() as stack:
+        try:
+            raw = stack.enter_context(
+                HTTPRangeFile(
+                    asset.url,
+                    size=asset.size,
+                    cache=block_cache(cache),
+                    cache_key=asset.cache_key,
+                    stats=stats,
+                    headers=asset.headers,
+                    retry=retry_policy(),
+                )
+            )
+            h5 = stack.enter_context(h5py.File(raw, "r"))
+            if "nwb_version" not in h5.attrs:
+                raise RemoteSourceError(
+                    asset.name, "/", "an HDF5 file without the nwb_version attribute: not NWB"
+                )
+            io = stack.enter_context(NWBHDF5IO(file=h5, mode="r", load_namespaces=True))
+            nwbfile = io.read()
+        except (NWBReadError, RemoteReadError):
+            raise
+        except OSError as err:
+            raise RemoteSourceError(
+                asset.name, "/", f"cannot be read as HDF5 ({type(err).__name__}: {err})"
+            ) from None
+        details = {
+            "url": asset.url,
+            "size": asset.size,
+            "dandi": asset.dandi,
+            "stats": stats,
+            "io": io,
+        }
+        yield nwbfile, asset.name, details

@@ -1,0 +1,196 @@
+"""Fitting straight from DANDI: every source form, streaming, the cache, faults and results.
+
+Everything runs against the DANDI-like server of ``tests/dandi_server.py`` on 127.0.0.1 (the
+``fake_dandi`` fixture); the real dandi client talks to it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from urllib.parse import quote
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nwb_facrnn import FacRNN, NWBReadError, read_nwb, read_results, write_results
+from nwb_facrnn.cli import main
+from nwb_facrnn.io import write_nwbfile
+from nwb_facrnn.synthetic import make_imaging_session, spiking_nwbfile
+
+SPIKES = "sub-Jenkins/sub-Jenkins_ses-small_desc-train_behavior+ecephys.nwb"
+IMAGING = "sub-01/sub-01_ses-1_ophys.nwb"
+READ = dict(units="heldout == False", align="move_onset_time", window=(-0.25, 0.45))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A spiking session that also holds a 30 MB movie, and a small imaging session."""
+    from pynwb import TimeSeries
+
+    d = tmp_path_factory.mktemp("dandi_files")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nwbfile, _ = spiking_nwbfile(0, n_units=24, n_trials=12)
+        movie = np.random.default_rng(0).integers(0, 4000, (900, 128, 128), dtype=np.uint16)
+        nwbfile.add_acquisition(
+            TimeSeries(name="movie", data=movie, unit="n.a.", rate=30.0, description="raw")
+        )
+        spikes = write_nwbfile(nwbfile, d / "spikes.nwb")
+        imaging = make_imaging_session(
+            d / "imaging.nwb", seed=1, n_rois=12, frame_shape=(64, 64), duration=0.6
+        ).path
+    (d / "notes.txt").write_text("not NWB")
+    return {"spikes": spikes, "imaging": imaging, "text": d / "notes.txt"}
+
+
+@pytest.fixture
+def dandi(fake_dandi, files, tmp_path, monkeypatch):
+    """The fake archive with dandisets 000140 (draft + 0.220113.0408) and 000321."""
+    ids = {
+        "spikes": fake_dandi.add_asset("000140", SPIKES, files["spikes"]),
+        "published": fake_dandi.add_asset(
+            "000140", SPIKES, files["spikes"], version="0.220113.0408"
+        ),
+        "imaging": fake_dandi.add_asset("000321", IMAGING, files["imaging"]),
+        "text": fake_dandi.add_asset("000321", "sub-01/notes.txt", files["text"]),
+    }
+    monkeypatch.setenv("DANDI_API_URL", fake_dandi.api_url)
+    monkeypatch.setenv("NWB_FACRNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NWB_FACRNN_HTTP_TIMEOUT", "2")
+    fake_dandi.ids = ids
+    return fake_dandi
+
+
+def _served(server) -> int:
+    return sum(server.bytes_served.values())
+
+
+# ------------------------------------------------------------------------ source forms
+def test_every_source_form_reads_what_the_local_file_holds(dandi, files):
+    local = read_nwb(files["spikes"], **READ)
+    url = dandi.url
+    forms = [
+        f"DANDI:000140/{SPIKES}",
+        f"DANDI:000140@0.220113.0408/{SPIKES}",
+        f"dandi://dandi/000140@draft/{SPIKES}",
+        f"https://dandiarchive.org/dandiset/000140/draft/files?location={quote(SPIKES, safe='')}",
+        f"{dandi.api_url}/assets/{dandi.ids['spikes']}/download/",
+        dandi.add_file("spikes.nwb", files["spikes"]),
+    ]
+    for source in forms:
+        data = read_nwb(source, **READ)
+        np.testing.assert_array_equal(data.activity, local.activity, err_msg=source)
+        np.testing.assert_array_equal(data.unit_ids, local.unit_ids)
+        assert data.provenance["remote"]["bytes_fetched"] >= 0
+    assert url.startswith("http://127.0.0.1:")
+    # without a version: the most recent published one (as the dandi client chooses)
+    data = read_nwb(f"DANDI:000140/{SPIKES}", **READ)
+    dandi_info = data.provenance["remote"]["dandi"]
+    assert dandi_info["dandiset_id"] == "000140" and dandi_info["version"] == "0.220113.0408"
+    assert dandi_info["path"] == SPIKES and dandi_info["asset_id"] == dandi.ids["published"]
+    assert data.provenance["source"] == f"DANDI:000140@0.220113.0408/{SPIKES}"
+    draft = read_nwb(f"DANDI:000140@draft/{SPIKES}", **READ)
+    assert draft.provenance["remote"]["dandi"]["version"] == "draft"
+
+
+def test_a_dandiset_lists_its_nwb_assets(dandi, files):
+    result = CliRunner().invoke(main, ["info", "DANDI:000321"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert IMAGING in result.output and "notes.txt" not in result.output
+    size = files["imaging"].stat().st_size / 1e6
+    assert f"{size:.1f}" in result.output
+    out = CliRunner().invoke(main, ["info", f"DANDI:000321/{IMAGING}"], terminal_width=200)
+    assert out.exit_code == 0, out.output
+    assert "ROI response series" in out.output and "streamed" in out.output
+
+
+# ---------------------------------------------------------------------- streaming, cache
+def test_a_units_only_read_streams_a_small_fraction_and_the_cache_serves_the_rest(dandi, files):
+    size = files["spikes"].stat().st_size
+    dandi.reset_counters()
+    first = read_nwb(f"DANDI:000140/{SPIKES}", **READ)
+    served = _served(dandi)
+    assert 0 < served < 0.15 * size  # the 30 MB movie is never fetched
+    assert first.provenance["remote"]["bytes_fetched"] == served
+    dandi.reset_counters()
+    again = read_nwb(f"DANDI:000140/{SPIKES}", **READ)
+    assert _served(dandi) == 0  # every block from the cache
+    assert again.provenance["remote"]["cache_hits"] > 0
+    np.testing.assert_array_equal(again.activity, first.activity)
+    dandi.reset_counters()
+    read_nwb(f"DANDI:000140/{SPIKES}", cache=False, **READ)
+    assert _served(dandi) == served  # no cache: fetched again
+
+
+def test_a_corrupt_cache_block_is_not_used(dandi, tmp_path):
+    first = read_nwb(f"DANDI:000140/{SPIKES}", **READ)
+    blocks = sorted((tmp_path / "cache").rglob("*.blk"))
+    assert blocks
+    for b in blocks:
+        b.write_bytes(b.read_bytes()[:-7])  # truncated, as by a crash
+    dandi.reset_counters()
+    again = read_nwb(f"DANDI:000140/{SPIKES}", **READ)
+    assert _served(dandi) > 0
+    np.testing.assert_array_equal(again.activity, first.activity)
+
+
+# ------------------------------------------------------------------------------ faults
+@pytest.mark.parametrize("kind", ["500", "503", "429", "drop"])
+def test_transient_faults_are_retried(dandi, kind):
+    dandi.inject(kind, path_prefix="/blobs/", count=2)
+    data = read_nwb(f"DANDI:000140/{SPIKES}", cache=False, **READ)
+    assert data.n_units > 0
+
+
+def test_a_stalled_server_ends_in_a_clear_error_not_a_hang(dandi, monkeypatch):
+    monkeypatch.setenv("NWB_FACRNN_HTTP_RETRIES", "2")
+    dandi.inject("stall", path_prefix="/blobs/", count=100, seconds=6)
+    start = time.monotonic()
+    with pytest.raises(OSError, match=r"127\.0\.0\.1.*(timed out|timeout)"):
+        read_nwb(f"DANDI:000140/{SPIKES}", cache=False, **READ)
+    assert time.monotonic() - start < 30
+
+
+def test_api_faults_are_retried_by_the_client(dandi):
+    dandi.inject("500", path_prefix="/api/dandisets/", count=1)
+    data = read_nwb(f"DANDI:000140/{SPIKES}", **READ)
+    assert data.n_units > 0
+
+
+def test_what_was_not_found_is_named_with_close_matches(dandi):
+    with pytest.raises(NWBReadError, match="dandiset 000404 not found"):
+        read_nwb(f"DANDI:000404/{SPIKES}")
+    with pytest.raises(NWBReadError, match=r"no version '0\.220113\.0409'.*0\.220113\.0408"):
+        read_nwb(f"DANDI:000140@0.220113.0409/{SPIKES}")
+    typo = SPIKES.replace("Jenkins_ses", "Jenkin_ses")
+    with pytest.raises(NWBReadError, match=rf"no asset at this path.*closest: {re.escape(SPIKES)}"):
+        read_nwb(f"DANDI:000140/{typo}")
+    with pytest.raises(NWBReadError, match="not an NWB file: its type is text/plain"):
+        read_nwb("DANDI:000321/sub-01/notes.txt")
+    with pytest.raises(NWBReadError, match="names a whole dandiset"):
+        read_nwb("DANDI:000140")
+
+
+# ----------------------------------------------------------------------------- results
+def test_a_remote_fit_is_written_to_a_standalone_local_file(dandi, files, tmp_path):
+    data = read_nwb(f"DANDI:000140/{SPIKES}", **READ)
+    model = FacRNN(n_groups=2, group_rank=1, observation="poisson", max_epochs=2, n_init=1)
+    model.set_params(progress=False).fit(data)
+    out = write_results(model, data, tmp_path / "fit.nwb")
+    res = read_results(out)
+    np.testing.assert_array_equal(res.unit_ids, data.unit_ids)
+    assert res.unit_table == "/units"
+    remote = res.provenance["remote"]["dandi"]
+    assert remote["dandiset_id"] == "000140" and remote["asset_id"] == dandi.ids["spikes"]
+    assert remote["digest"]["dandi:sha2-256"]
+    with h5py.File(out, "r") as f:
+        assert "movie" not in f["acquisition"] if "acquisition" in f else True
+        assert f["general/subject/subject_id"][()]  # subject metadata copied
+        assert "units/spike_times" in f and "intervals/trials" in f
+    assert out.stat().st_size < 0.2 * files["spikes"].stat().st_size
+    with pytest.raises(ValueError, match="is remote: it cannot be written in place"):
+        write_results(model, data, in_place=True)
