@@ -119,7 +119,12 @@ def _rows_table(title: str, rows: list[dict]) -> Table:
 
 
 def _remote_options(fn):
-    """``--dandi-api-url`` and ``--no-cache``, for commands that read a source."""
+    """``--dandi-api-url``, ``--no-cache`` and ``--download``, for commands that read a source."""
+    fn = click.option(
+        "--download",
+        is_flag=True,
+        help="Remote sources: fetch the whole file into the cache (digest-checked) and read it.",
+    )(fn)
     fn = click.option(
         "--no-cache", is_flag=True, help="Remote sources: do not use the on-disk block cache."
     )(fn)
@@ -133,7 +138,7 @@ def _remote_options(fn):
 @main.command()
 @click.argument("source")
 @_remote_options
-def info(source: str, dandi_api_url: str | None, no_cache: bool) -> None:
+def info(source: str, dandi_api_url: str | None, no_cache: bool, download: bool) -> None:
     """Show what an NWB file can be fit on: units, ROI series, trials, behaviour.
 
     SOURCE is a local file (HDF5 or Zarr), a DANDI asset (DANDI:000140/sub-.../x.nwb, archive,
@@ -153,6 +158,12 @@ def info(source: str, dandi_api_url: str | None, no_cache: bool) -> None:
         console.print(f'read with: read_nwb("DANDI:{name[6:].split("@")[0]}/{rows[0]["path"]}")')
         return
     details: dict = {}
+    if download and is_remote(source):
+        from .io.streaming import download_asset
+
+        local, _ = download_asset(source, dandi_api_url, not no_cache)
+        console.print(f"downloaded and verified: {local}")
+        source = str(local)
     with open_nwbfile(source, dandi_api_url=dandi_api_url, cache=not no_cache, details=details) as (
         nwbfile,
         name,
@@ -289,6 +300,7 @@ def fit(source: str, **kw) -> None:
         **_read_kwargs(kw),
         dandi_api_url=kw.pop("dandi_api_url"),
         cache=not kw.pop("no_cache"),
+        download=kw.pop("download"),
     )
     output = dict(
         output=kw.pop("output"),

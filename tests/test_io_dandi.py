@@ -194,3 +194,32 @@ def test_a_remote_fit_is_written_to_a_standalone_local_file(dandi, files, tmp_pa
     assert out.stat().st_size < 0.2 * files["spikes"].stat().st_size
     with pytest.raises(ValueError, match="is remote: it cannot be written in place"):
         write_results(model, data, in_place=True)
+
+
+# ---------------------------------------------------------------------------- download
+def test_download_verifies_the_digest_and_is_reused(dandi, files, tmp_path, monkeypatch):
+    from nwb_facrnn.io import streaming
+
+    local = read_nwb(files["spikes"], **READ)
+    dandi.reset_counters()
+    dandi.inject("drop", path_prefix="/blobs/", count=1)  # resumed, not restarted
+    data = read_nwb(f"DANDI:000140@draft/{SPIKES}", download=True, **READ)
+    size = files["spikes"].stat().st_size
+    assert size <= _served(dandi) < 2 * size
+    np.testing.assert_array_equal(data.activity, local.activity)
+    path = data.provenance["remote"]["local_path"]
+    assert path.startswith(str(tmp_path / "cache")) and path.endswith(".nwb")
+    assert data.provenance["source"] == f"DANDI:000140@draft/{SPIKES}"
+    dandi.reset_counters()
+    read_nwb(f"DANDI:000140@draft/{SPIKES}", download=True, **READ)
+    assert _served(dandi) == 0  # the verified copy is reused
+    # a fit on it writes a standalone file, read from the local copy
+    model = FacRNN(n_groups=1, group_rank=2, observation="poisson", max_epochs=1, n_init=1)
+    out = write_results(model.set_params(progress=False).fit(data), data, tmp_path / "d.nwb")
+    assert _served(dandi) == 0
+    assert read_results(out).provenance["remote"]["dandi"]["path"] == SPIKES
+    # bytes that do not match the digest are refused and removed
+    monkeypatch.setattr(streaming, "_expected_digest", lambda d: ("dandi:sha2-256", "0" * 64))
+    with pytest.raises(NWBReadError, match="does not match the asset's dandi:sha2-256 digest"):
+        read_nwb(f"DANDI:000140/{SPIKES}", download=True, **READ)
+    assert not list((tmp_path / "cache" / "assets").glob(f"dandi-{dandi.ids['published']}*.nwb"))

@@ -53,6 +53,7 @@ def read_nwb(
     inputs: str | None = None,
     dandi_api_url: str | None = None,
     cache: bool | str | os.PathLike = True,
+    download: bool = False,
 ) -> NeuralData:
     """Read binned activity from an NWB file, ready for :meth:`FacRNN.fit`.
 
@@ -106,6 +107,9 @@ def read_nwb(
     cache : bool or path, default True
         Remote sources: keep fetched blocks in the on-disk cache (True: the platform cache
         directory or ``NWB_FACRNN_CACHE_DIR``; a path: that directory; False: no cache).
+    download : bool, default False
+        Remote sources: fetch the whole file into the cache first (with a progress bar),
+        verify it against the asset's digest, and read it locally (reused next time).
 
     Returns
     -------
@@ -142,6 +146,12 @@ def read_nwb(
         # the shortest decimal of its own precision: np.float32(0.05) means 0.05, not 0.0500000007
         options["bin_size"] = float(np.format_float_positional(bin_size))
     remote: dict[str, Any] = {}
+    name_as = None
+    if download and _is_remote(source):
+        from .streaming import download_asset
+
+        source, remote = download_asset(str(source), dandi_api_url, cache)
+        name_as = _remote_name(remote)
     with open_nwbfile(source, dandi_api_url=dandi_api_url, cache=cache, details=remote) as (
         nwbfile,
         name,
@@ -160,7 +170,7 @@ def read_nwb(
             data.inputs = _match_input_columns(_squeeze(u, data), source_columns, data, name, path)
             data.provenance["objects"]["inputs"] = path
         data.provenance.update(
-            source=name,
+            source=name_as or name,
             backend=backend,
             identifier=str(nwbfile.identifier),
             object_id=str(nwbfile.object_id),
@@ -177,6 +187,7 @@ def read_nwb(
                 "bytes_fetched": stats.bytes_fetched,
                 "cache_hits": stats.cache_hits,
                 "cache": cache if isinstance(cache, bool) else str(cache),
+                "local_path": remote.get("local_path"),
             }
     return data
 
@@ -241,6 +252,19 @@ def open_nwbfile(
         yield nwbfile, name, backend
     finally:
         io.close()
+
+
+def _is_remote(source: Any) -> bool:
+    from .dandi import is_remote
+
+    return is_remote(source)
+
+
+def _remote_name(details: dict[str, Any]) -> str:
+    d = details.get("dandi") or {}
+    if d.get("dandiset_id"):
+        return f"DANDI:{d['dandiset_id']}@{d['version']}/{d['path']}"
+    return str(details["url"])
 
 
 def _raise_if_broken_links(path: Path, backend: str) -> None:

@@ -95,3 +95,82 @@ def open_remote(
             "io": io,
         }
         yield nwbfile, asset.name, details
+
+
+def download_asset(
+    source: str, dandi_api_url: str | None = None, cache: Cache = True, progress: bool = True
+) -> tuple[Path, dict[str, Any]]:
+    """Download a whole remote asset into the cache, verified against its DANDI digest.
+
+    The file goes to ``<cache>/assets/<asset id>-<digest>.nwb`` (a temporary sibling renamed
+    into place when complete); a ``.verified`` file beside it records the digest that was
+    checked, so the next call reuses it without fetching anything.  With ``cache=False`` the
+    default cache directory is used all the same (a download needs a place).
+
+    Returns
+    -------
+    (pathlib.Path, dict)
+        The local file and its details (``url``, ``size``, ``dandi``, ``stats``, ``local_path``).
+
+    Raises
+    ------
+    RemoteSourceError
+        The downloaded bytes do not match the asset's digest (the file is removed).
+    """
+    from .remote import TransferStats, default_cache_dir, download
+
+    asset = resolve(source, dandi_api_url)
+    root = Path(cache) if isinstance(cache, str | os.PathLike) else default_cache_dir()
+    dest = root / "assets" / f"{asset.cache_key}.nwb"
+    marker = dest.with_name(dest.name + ".verified")
+    algorithm, expected = _expected_digest(asset.dandi.get("digest") or {})
+    stats = TransferStats()
+    details = {"url": asset.url, "size": asset.size, "dandi": asset.dandi, "stats": stats}
+    if (
+        dest.is_file()
+        and marker.is_file()
+        and marker.read_text().strip() == f"{algorithm}:{expected}"
+    ):
+        return dest, {**details, "local_path": str(dest)}
+    download(
+        asset.url,
+        dest,
+        size=asset.size,
+        retry=retry_policy(),
+        progress=progress,
+        stats=stats,
+        headers=asset.headers,
+    )
+    if expected:
+        got = _digest(dest, algorithm)
+        if got != expected:
+            dest.unlink(missing_ok=True)
+            raise RemoteSourceError(
+                asset.name,
+                "/",
+                f"the download does not match the asset's {algorithm} digest (expected "
+                f"{expected}, got {got}); it was removed, try again",
+            )
+    marker.write_text(f"{algorithm}:{expected}\n")
+    return dest, {**details, "local_path": str(dest)}
+
+
+def _expected_digest(digest: dict[str, str]) -> tuple[str, str]:
+    for key in ("dandi:sha2-256", "dandi:dandi-etag"):
+        if digest.get(key):
+            return key, str(digest[key])
+    return "none", ""
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    if algorithm == "dandi:sha2-256":
+        import hashlib
+
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        return h.hexdigest()
+    from dandischema.digests.dandietag import DandiETag
+
+    return DandiETag.from_file(path).as_str()

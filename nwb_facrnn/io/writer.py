@@ -186,6 +186,9 @@ def write_fit(
 @contextlib.contextmanager
 def _open_base(plan: _Plan, base: Path | str):
     """``(io, nwbfile)`` of the file the written file is made from (a local file or remote)."""
+    local = (plan.remote or {}).get("local_path")
+    if isinstance(base, str) and local and Path(local).is_file():
+        base = Path(local)  # downloaded: read the verified local copy
     if isinstance(base, str):  # the remote source itself
         from .streaming import open_remote
 
@@ -337,7 +340,7 @@ def _remote_plan(model, data, output, name, in_place, overwrite, module, remote)
         name=name,
         default_name=results_name(model),
         identity=_identity(model.get_params(), data_fingerprint(data)),
-        remote=dict(remote.get("dandi") or {}),
+        remote={**(remote.get("dandi") or {}), "local_path": remote.get("local_path")},
         cache=remote.get("cache", True),
     )
 
