@@ -28,6 +28,7 @@ benchmark: install
 	$(BIN)/python benchmarks/paper_synthetic.py
 	$(BIN)/python benchmarks/read_speed.py
 	$(BIN)/python benchmarks/write_speed.py
+	$(BIN)/python benchmarks/dandi_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
