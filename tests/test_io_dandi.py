@@ -223,3 +223,55 @@ def test_download_verifies_the_digest_and_is_reused(dandi, files, tmp_path, monk
     with pytest.raises(NWBReadError, match="does not match the asset's dandi:sha2-256 digest"):
         read_nwb(f"DANDI:000140/{SPIKES}", download=True, **READ)
     assert not list((tmp_path / "cache" / "assets").glob(f"dandi-{dandi.ids['published']}*.nwb"))
+
+
+def test_every_form_of_source_can_be_written_and_secrets_stay_out(dandi, files, tmp_path):
+    model = FacRNN(n_groups=1, group_rank=1, observation="poisson", max_epochs=1, n_init=1)
+    model.set_params(progress=False)
+    url = f"{dandi.api_url}/assets/{dandi.ids['spikes']}/download/"
+    signed = dandi.add_file("spikes.nwb", files["spikes"]) + "?X-Amz-Signature=SECRETSIG&v=2"
+    for i, source in enumerate((url, signed)):
+        data = read_nwb(source, **READ)
+        out = write_results(model.fit(data), data, tmp_path / f"w{i}.nwb")
+        np.testing.assert_array_equal(read_results(out).unit_ids, data.unit_ids)
+        assert b"SECRETSIG" not in out.read_bytes()
+    assert "v=2" in read_results(tmp_path / "w1.nwb").provenance["remote"]["url"]
+
+
+def test_epochs_that_refer_to_dropped_series_do_not_break_the_standalone_file(
+    fake_dandi, tmp_path, monkeypatch
+):
+    from pynwb import TimeSeries
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nwbfile, _ = spiking_nwbfile(1, n_units=10, n_trials=6)
+        ts = TimeSeries(name="raw", data=np.zeros((100, 2)), unit="V", rate=10.0)
+        nwbfile.add_acquisition(ts)
+        nwbfile.add_epoch(0.0, 5.0, ["a"], [ts])
+        src = write_nwbfile(nwbfile, tmp_path / "e.nwb")
+    fake_dandi.add_asset("000777", "sub-1/e.nwb", src)
+    monkeypatch.setenv("DANDI_API_URL", fake_dandi.api_url)
+    data = read_nwb("DANDI:000777/sub-1/e.nwb", trials=False, bin_size=0.05)
+    model = FacRNN(n_groups=1, group_rank=1, observation="poisson", max_epochs=1, n_init=1)
+    out = write_results(model.set_params(progress=False).fit(data), data, tmp_path / "o.nwb")
+    with h5py.File(out, "r") as f:
+        assert "acquisition/raw" not in f and "intervals/epochs" not in f
+    assert read_results(out).unit_table == "/units"
+
+
+def test_the_api_key_goes_only_to_the_instance_the_user_chose(dandi, monkeypatch):
+    from nwb_facrnn.io.dandi import PUBLIC_API_URL, api_token
+
+    monkeypatch.setenv("DANDI_API_KEY", "ARCHIVE-KEY")
+    assert api_token(PUBLIC_API_URL) == "ARCHIVE-KEY"
+    assert api_token(dandi.api_url) == "ARCHIVE-KEY"  # DANDI_API_URL names it
+    monkeypatch.delenv("DANDI_API_URL")
+    assert api_token("http://127.0.0.1:9/api") is None  # found in a URL, not chosen
+
+
+def test_urls_that_name_no_asset_are_refused_without_network(dandi):
+    start = time.monotonic()
+    with pytest.raises(NWBReadError):
+        read_nwb("https://dandiarchive.org/dandiset/000140/draft?tab=files")
+    assert time.monotonic() - start < 10

@@ -25,6 +25,7 @@ import difflib
 import functools
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -32,6 +33,7 @@ from typing import Any
 from .errors import NWBReadError
 
 PUBLIC_API_URL = "https://api.dandiarchive.org/api"
+_PATCH_LOCK = threading.Lock()
 NWB_FORMATS = ("application/x-nwb",)
 API_TIMEOUT = (10.0, 60.0)  # connect, read (s) for every REST call
 
@@ -85,6 +87,8 @@ def is_remote(source: Any) -> bool:
 
 def api_url_for(dandi_api_url: str | None = None, parsed_api: str | None = None) -> str:
     """The API URL to use: the argument, ``DANDI_API_URL``, the URL's instance, the archive."""
+    if dandi_api_url:
+        _EXPLICIT.add(dandi_api_url.rstrip("/"))
     url = dandi_api_url or os.environ.get("DANDI_API_URL") or parsed_api or PUBLIC_API_URL
     return url.rstrip("/")
 
@@ -109,7 +113,9 @@ def parse_source(source: str) -> _Parsed:
         return _Parsed(kind, m.group("id"), m.group("version"), path or None)
     from dandi.dandiarchive import (
         AssetFolderURL,
+        AssetIDURL,
         AssetItemURL,
+        AssetPathPrefixURL,
         BaseAssetIDURL,
         DandisetURL,
         parse_dandi_url,
@@ -124,9 +130,9 @@ def parse_source(source: str) -> _Parsed:
     except UnknownURLError:
         return _Parsed("url")
     api = getattr(getattr(parsed, "instance", None), "api", None)
-    if isinstance(parsed, BaseAssetIDURL):
+    if isinstance(parsed, BaseAssetIDURL | AssetIDURL):
         return _Parsed("asset_id", asset_id=parsed.asset_id, api_url=api)
-    if isinstance(parsed, AssetItemURL | AssetFolderURL):
+    if isinstance(parsed, AssetItemURL | AssetFolderURL | AssetPathPrefixURL):
         path = str(parsed.path).strip("/")
         return _Parsed(
             "asset" if path else "dandiset", parsed.dandiset_id, parsed.version_id, path, None, api
@@ -159,21 +165,30 @@ def _offline_instances():
     timeout, which can hang offline); the instance it finds only names the API, which
     :func:`api_url_for` decides here anyway.  The known instances' hard-coded URLs are used.
     """
+    import dandi.dandiarchive as da
     import dandi.utils as du
     from dandi.consts import DandiInstance
-
-    original = du._get_instance
 
     def offline(url, is_api, instance, dandi_id):
         if instance is not None:
             return instance
         return DandiInstance(name=dandi_id or url, gui=None, api=url if is_api else f"{url}/api")
 
-    du._get_instance = offline
-    try:
-        yield
-    finally:
-        du._get_instance = original
+    def no_redirect(url):  # the parser would HEAD the URL (up to ~18 min of retries)
+        raise RemoteSourceError(
+            url,
+            "/",
+            "a DANDI URL that names no dandiset or asset; use DANDI:<id>/<path>, a dandi:// URL, "
+            "an archive URL with ?location=, or an asset download URL",
+        )
+
+    with _PATCH_LOCK:
+        instance, redirect = du._get_instance, da._dandi_url_parser.follow_redirect
+        du._get_instance, da._dandi_url_parser.follow_redirect = offline, no_redirect
+        try:
+            yield
+        finally:
+            du._get_instance, da._dandi_url_parser.follow_redirect = instance, redirect
 
 
 def client_for(api_url: str):
@@ -181,26 +196,44 @@ def client_for(api_url: str):
 
     ``DANDI_API_KEY`` authenticates it (embargoed dandisets).
     """
+    from dandi.consts import DandiInstance
     from dandi.dandiapi import DandiAPIClient
 
-    try:
-        client = DandiAPIClient(api_url=api_url)
-    except Exception as err:  # server-info failed: unreachable or not a DANDI API
-        raise RemoteSourceError(
-            api_url, "/", f"cannot reach the DANDI API ({type(err).__name__}: {err})"
-        ) from None
+    os.environ.setdefault("DANDI_NO_ET", "1")  # the client's version check would call out
+    # an explicit instance: the client does not look it up (a request without a timeout)
+    client = DandiAPIClient(dandi_instance=DandiInstance(name=api_url, gui=None, api=api_url))
     request = client.session.request
+    timeout = _api_timeout()
 
     @functools.wraps(request)
     def with_timeout(*args, **kwargs):
-        kwargs.setdefault("timeout", API_TIMEOUT)
+        kwargs.setdefault("timeout", timeout)
         return request(*args, **kwargs)
 
     client.session.request = with_timeout
-    token = os.environ.get("DANDI_API_KEY")
+    token = api_token(api_url)
     if token:
-        client.authenticate(token)
+        with _api_errors(api_url, api_url):
+            client.authenticate(token)
     return client
+
+
+def _api_timeout() -> tuple[float, float]:
+    value = os.environ.get("NWB_FACRNN_HTTP_TIMEOUT")
+    return (float(value), float(value)) if value else API_TIMEOUT
+
+
+def api_token(api_url: str) -> str | None:
+    """``DANDI_API_KEY``, for the public archive or the instance the user chose explicitly.
+
+    A key is never sent to an API found in a URL the user did not configure.
+    """
+    token = os.environ.get("DANDI_API_KEY")
+    chosen = {PUBLIC_API_URL, os.environ.get("DANDI_API_URL", "").rstrip("/")} | _EXPLICIT
+    return token if token and api_url.rstrip("/") in chosen else None
+
+
+_EXPLICIT: set[str] = set()  # API URLs given as dandi_api_url= in this process
 
 
 def resolve(source: str, dandi_api_url: str | None = None) -> RemoteAsset:
@@ -215,7 +248,7 @@ def resolve(source: str, dandi_api_url: str | None = None) -> RemoteAsset:
     parsed = parse_source(source)
     if parsed.kind == "url":
         url = source.strip()
-        return RemoteAsset(source, url, None, url, _url_key(url))
+        return RemoteAsset(source, url, None, public_url(url), _url_key(url))
     if parsed.kind == "dandiset":
         raise RemoteSourceError(
             source,
@@ -243,8 +276,9 @@ def resolve(source: str, dandi_api_url: str | None = None) -> RemoteAsset:
         else f"DANDI asset {asset.identifier} ({asset.path})"
     )
     headers = {}
-    if os.environ.get("DANDI_API_KEY"):
-        headers["Authorization"] = f"token {os.environ['DANDI_API_KEY']}"
+    token = api_token(api)
+    if token:
+        headers["Authorization"] = f"token {token}"
     return RemoteAsset(
         source=source,
         url=getattr(asset, "download_url", None) or asset.base_download_url,
@@ -377,7 +411,21 @@ def _check_nwb(source: str, asset, meta: dict) -> None:
         )
 
 
+def public_url(url: str) -> str:
+    """``url`` without credentials in its query (S3 signatures, tokens), for keys and records."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    secret = ("x-amz-", "signature", "sig", "token", "key", "expires", "policy")
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if not k.lower().startswith(secret)
+    ]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def _url_key(url: str) -> str:
     import hashlib
 
-    return "url-" + hashlib.sha256(url.split("?", 1)[0].encode()).hexdigest()[:32]
+    return "url-" + hashlib.sha256(public_url(url).encode()).hexdigest()[:32]

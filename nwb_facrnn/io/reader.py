@@ -147,6 +147,7 @@ def read_nwb(
         options["bin_size"] = float(np.format_float_positional(bin_size))
     remote: dict[str, Any] = {}
     name_as = None
+    given = str(source) if _is_remote(source) else ""
     if download and _is_remote(source):
         from .streaming import download_asset
 
@@ -180,8 +181,11 @@ def read_nwb(
         )
         if remote:
             stats = remote["stats"]
+            from .dandi import public_url
+
             data.provenance["remote"] = {
-                "url": remote["url"],
+                "source": public_url(given) if given.lower().startswith("http") else given,
+                "url": public_url(remote["url"]),
                 "size": remote["size"],
                 "dandi": remote["dandi"],
                 "bytes_fetched": stats.bytes_fetched,

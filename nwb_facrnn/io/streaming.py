@@ -89,7 +89,7 @@ def open_remote(
             ) from None
         details = {
             "url": asset.url,
-            "size": asset.size,
+            "size": raw.size,
             "dandi": asset.dandi,
             "stats": stats,
             "io": io,
@@ -126,11 +126,8 @@ def download_asset(
     algorithm, expected = _expected_digest(asset.dandi.get("digest") or {})
     stats = TransferStats()
     details = {"url": asset.url, "size": asset.size, "dandi": asset.dandi, "stats": stats}
-    if (
-        dest.is_file()
-        and marker.is_file()
-        and marker.read_text().strip() == f"{algorithm}:{expected}"
-    ):
+    verified = marker.is_file() and marker.read_text().strip() == f"{algorithm}:{expected}"
+    if expected and dest.is_file() and verified:  # no digest (a plain URL): fetch again
         return dest, {**details, "local_path": str(dest)}
     download(
         asset.url,

@@ -288,7 +288,8 @@ def _plan(model, data, output, name, source, copy, in_place, overwrite, module) 
     if not isinstance(data, NeuralData):
         raise TypeError(f"data must be the NeuralData the model was fit on, got {type(data)}")
     remote = data.provenance.get("remote")
-    if remote is not None and source is None:
+    if remote is not None and (source is None or _is_remote(source)):
+        remote = {**remote, "source": source or remote.get("source")}
         return _remote_plan(model, data, output, name, in_place, overwrite, module, remote)
     src = _source_path(data, source)
     if in_place and (output is not None or copy):
@@ -330,7 +331,7 @@ def _remote_plan(model, data, output, name, in_place, overwrite, module, remote)
     stem = stem[: -len(".nwb")] if stem.lower().endswith(".nwb") else stem
     dest = Path(output) if output is not None else Path.cwd() / f"{stem}_facrnn.nwb"
     return _Plan(
-        src=str(data.provenance["source"]),
+        src=str(remote.get("source") or data.provenance["source"]),
         dest=dest,
         backend=backend_for_new(dest),
         in_place=False,
@@ -357,6 +358,10 @@ def prune_to_table(nwbfile, table) -> None:
         holder = getattr(nwbfile, group, None)
         for key in list(holder or {}):
             holder.pop(key)
+    for key in list(nwbfile.intervals or {}):  # epochs etc. may refer to dropped series
+        if key != "trials":
+            nwbfile.intervals.pop(key)
+            nwbfile.fields.pop(key, None)  # epochs, invalid_times are also file fields
     keep = {id(table), id(table.parent)}
     for pm_name in list(nwbfile.processing):
         pm = nwbfile.processing[pm_name]
@@ -372,6 +377,12 @@ def prune_to_table(nwbfile, table) -> None:
                 parent.plane_segmentations.pop(key)
     if "reference_images" in getattr(table, "fields", {}):
         table.fields.pop("reference_images")  # links into the acquired movie, not copied
+
+
+def _is_remote(source: Any) -> bool:
+    from .dandi import is_remote
+
+    return is_remote(source)
 
 
 def _source_path(data: NeuralData, source: str | os.PathLike | None) -> Path:
