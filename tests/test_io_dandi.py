@@ -164,6 +164,8 @@ def test_api_faults_are_retried_by_the_client(dandi):
 def test_what_was_not_found_is_named_with_close_matches(dandi):
     with pytest.raises(NWBReadError, match="dandiset 000404 not found"):
         read_nwb(f"DANDI:000404/{SPIKES}")
+    with pytest.raises(NWBReadError, match=r"dandiset 000141 not found.*closest: 000140"):
+        read_nwb(f"DANDI:000141/{SPIKES}")
     with pytest.raises(NWBReadError, match=r"no version '0\.220113\.0409'.*0\.220113\.0408"):
         read_nwb(f"DANDI:000140@0.220113.0409/{SPIKES}")
     typo = SPIKES.replace("Jenkins_ses", "Jenkin_ses")

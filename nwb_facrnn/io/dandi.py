@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
+import itertools
 import os
 import re
 import threading
@@ -34,6 +35,7 @@ from .errors import NWBReadError
 
 PUBLIC_API_URL = "https://api.dandiarchive.org/api"
 _PATCH_LOCK = threading.Lock()
+MAX_LISTED = 1000  # dandisets compared with a missing id (the archive lists ~1000 per 10 pages)
 NWB_FORMATS = ("application/x-nwb",)
 API_TIMEOUT = (10.0, 60.0)  # connect, read (s) for every REST call
 
@@ -361,8 +363,11 @@ def _dandiset(client, source: str, dandiset_id: str, version: str | None):
     try:
         dandiset = client.get_dandiset(dandiset_id, lazy=False)
     except NotFoundError:
+        known = [d.identifier for d in itertools.islice(client.get_dandisets(), MAX_LISTED)]
+        close = difflib.get_close_matches(dandiset_id, known, n=3, cutoff=0.5)
+        hint = f"; closest: {', '.join(close)}" if close else ""
         raise RemoteSourceError(
-            source, "/", f"dandiset {dandiset_id} not found on {client.api_url}"
+            source, "/", f"dandiset {dandiset_id} not found on {client.api_url}{hint}"
         ) from None
     if version is None or version == dandiset.version_id:
         return dandiset
