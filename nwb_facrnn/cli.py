@@ -163,13 +163,15 @@ def info(source: str, dandi_api_url: str | None, no_cache: bool, download: bool)
 
         local, _ = download_asset(source, dandi_api_url, not no_cache)
         console.print(f"downloaded and verified: {local}")
-        source = str(local)
+        shown, source = source, str(local)
+    else:
+        shown = None
     with open_nwbfile(source, dandi_api_url=dandi_api_url, cache=not no_cache, details=details) as (
         nwbfile,
         name,
         backend,
     ):
-        summary = summarize_nwb(nwbfile, name, backend)
+        summary = summarize_nwb(nwbfile, shown or name, backend)
     header = Table.grid(padding=(0, 2))
     for key, value in summary.header.items():
         header.add_row(f"[bold]{key}[/]", value)

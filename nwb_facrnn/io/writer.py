@@ -294,8 +294,7 @@ def _plan(model, data, output, name, source, copy, in_place, overwrite, module) 
     src = _source_path(data, source)
     if in_place and (output is not None or copy):
         raise ValueError("in_place=True writes into the source; do not pass output or copy")
-    if name is not None and (not isinstance(name, str) or not name or "/" in name):
-        raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
+    _check_name(name)
     dest = src if in_place else Path(output) if output is not None else default_output(src)
     if dest.is_symlink():
         dest = Path(os.path.realpath(dest))  # write where the link points, keep the link
@@ -317,6 +316,11 @@ def _plan(model, data, output, name, source, copy, in_place, overwrite, module) 
     )
 
 
+def _check_name(name: str | None) -> None:
+    if name is not None and (not isinstance(name, str) or not name or "/" in name):
+        raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
+
+
 def _remote_plan(model, data, output, name, in_place, overwrite, module, remote) -> _Plan:
     """Results of a remote fit: a standalone local file (``<asset stem>_facrnn.nwb`` here)."""
     if in_place:
@@ -324,8 +328,7 @@ def _remote_plan(model, data, output, name, in_place, overwrite, module, remote)
             f"{data.provenance['source']} is remote: it cannot be written in place; the results "
             "go to a standalone local file (output=, default <asset name>_facrnn.nwb here)"
         )
-    if name is not None and (not isinstance(name, str) or not name or "/" in name):
-        raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
+    _check_name(name)
     asset = (remote.get("dandi") or {}).get("path") or remote["url"].split("?", 1)[0]
     stem = PurePosixPath(asset).name
     stem = stem[: -len(".nwb")] if stem.lower().endswith(".nwb") else stem
