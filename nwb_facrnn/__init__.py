@@ -2,9 +2,13 @@
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING
+
 from .io import FitResults, NWBReadError, read_nwb, read_results, write_results
-from .model import FacRNN
 from .neural_data import NeuralData
+
+if TYPE_CHECKING:
+    from .model import FacRNN
 
 __all__ = [
     "FacRNN",
@@ -16,3 +20,13 @@ __all__ = [
     "read_results",
     "write_results",
 ]
+
+
+def __getattr__(name: str):
+    # The model (and torch, ~2 s to import) loads on first use, so reading NWB files and
+    # viewing results in napari start fast.
+    if name == "FacRNN":
+        from .model import FacRNN
+
+        return FacRNN
+    raise AttributeError(f"module 'nwb_facrnn' has no attribute {name!r}")

@@ -73,3 +73,35 @@ def fast_dandi_retries(monkeypatch):
     import tenacity
 
     monkeypatch.setattr(tenacity, "wait_exponential", lambda *a, **k: tenacity.wait_none())
+
+
+# ------------------------------------------------- imaging sessions with a fit (napari tests)
+def _imaging_fit(root: Path, suffix: str):
+    """A 2 s, 24-ROI voltage-imaging session, a 30-epoch fit of its accepted ROIs, and the
+    results file written next to it (the movie linked)."""
+    import warnings
+
+    from nwb_facrnn import FacRNN, read_nwb, write_results
+    from nwb_facrnn.synthetic import make_imaging_session
+
+    session = root / f"session{suffix}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        truth = make_imaging_session(session, seed=0, duration=2.0, n_rois=24)
+        data = read_nwb(session, series="DfOverF", rois={"accepted": True})
+        model = FacRNN(n_groups=2, group_rank=3, seed=0, max_epochs=30, progress=False)
+        model.fit(data)
+        output = write_results(model, data)
+    return {"session": session, "results": output, "truth": truth, "model": model, "data": data}
+
+
+@pytest.fixture(scope="session")
+def imaging_fit(tmp_path_factory):
+    """HDF5: ``session``, ``results`` (paths), ``truth``, ``model`` and ``data``."""
+    return _imaging_fit(tmp_path_factory.mktemp("imaging_fit"), ".nwb")
+
+
+@pytest.fixture(scope="session")
+def imaging_fit_zarr(tmp_path_factory):
+    """As ``imaging_fit``, as Zarr stores."""
+    return _imaging_fit(tmp_path_factory.mktemp("imaging_fit_zarr"), ".nwb.zarr")

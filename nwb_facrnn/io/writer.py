@@ -183,6 +183,56 @@ def write_fit(
     return plan.dest, fit_name
 
 
+def results_from_model(model, data: NeuralData, *, name: str | None = None):
+    """The :class:`~nwb_facrnn.io.results.FitResults` a write would store, without writing.
+
+    For viewers that show a fit before (or instead of) saving it. ``path`` is the data's
+    source and ``object_path`` is empty (nothing is in a file yet).
+
+    Parameters
+    ----------
+    model : FacRNN
+        Fitted on ``data``.
+    data : NeuralData
+        What the model was fit on.
+    name : str, optional
+        Default: the name :func:`write_results` would start from.
+    """
+    from .results import FitResults
+
+    state = model.to_state()  # raises if the model is not fitted
+    if state.meta["n_features_in_"] != data.n_units:
+        raise ValueError(
+            f"the model was fit on {state.meta['n_features_in_']} units but data has "
+            f"{data.n_units}; pass the NeuralData the model was fit on"
+        )
+    identity = _identity(model.get_params(), data_fingerprint(data))
+    contents = _results_contents(model, state, data, {}, identity)
+    conn, lat, meta = contents["connectivity"], contents["latents"], contents["model"]
+    b = conn.get("input_loadings")
+    return FitResults(
+        name=name or results_name(model),
+        path=str(data.provenance.get("source", "")),
+        object_path="",
+        latents=lat["data"],
+        timestamps=lat["timestamps"],
+        trial_ids=lat["trial_ids"],
+        unit_ids=np.asarray(data.unit_ids),
+        unit_table=data.unit_table,
+        output_loadings=conn.get("output_loadings"),
+        input_loadings=None if b is None else np.ascontiguousarray(b.T),
+        group_strength=conn.get("group_strength"),
+        dominant_group=conn.get("dominant_group"),
+        n_groups=int(model.n_groups),
+        group_rank=int(model.group_rank),
+        bin_size=float(data.bin_size),
+        params=json.loads(meta["parameters"]),
+        metrics={k: v for k, (v, _doc) in contents["metrics"].items()},
+        history={k: np.asarray(v) for k, v in contents["history"].items()},
+        provenance=json.loads(meta["provenance"]),
+    )
+
+
 @contextlib.contextmanager
 def _open_base(plan: _Plan, base: Path | str):
     """``(io, nwbfile)`` of the file the written file is made from (a local file or remote)."""

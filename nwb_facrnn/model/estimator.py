@@ -8,6 +8,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -309,6 +310,8 @@ class FacRNN:
         inputs: ArrayLike | None = None,
         step_mask: ArrayLike | None = None,
         mask: ArrayLike | None = None,
+        *,
+        callback: Callable[[int, dict[str, float]], None] | None = None,
     ) -> FacRNN:
         """Fit the model.
 
@@ -330,6 +333,11 @@ class FacRNN:
             unit's observed mean (:attr:`observed_mean_`) as encoder input.
             A step is trained on only if some unit was observed at it and at
             the step before.
+        callback : callable, optional
+            Called after every epoch as ``callback(epoch, terms)`` with the epoch
+            index (from 0) and a dict of the loss terms (``TERMS``) of the restart
+            that is best so far.  An exception it raises stops the fit and
+            propagates (a GUI uses this to cancel a fit).
 
         Returns
         -------
@@ -379,6 +387,7 @@ class FacRNN:
             validation=validation,
             n_iter_no_change=self.n_iter_no_change,
             progress=self.progress,
+            callback=None if callback is None else _per_epoch(callback),
         )
         finite = np.isfinite(result.final[0])
         if not finite.any():
@@ -938,3 +947,15 @@ class ModelState:
     history: dict[str, np.ndarray]
     init_objectives: np.ndarray
     observed_mean: np.ndarray
+
+
+def _per_epoch(
+    callback: Callable[[int, dict[str, float]], None],
+) -> Callable[[int, np.ndarray], None]:
+    """Adapt a user callback to the trainer's ``(epoch, terms (5, R))`` signature."""
+
+    def call(epoch: int, terms: np.ndarray) -> None:
+        best = int(np.nanargmin(terms[0])) if np.isfinite(terms[0]).any() else 0
+        callback(epoch, {t: float(terms[i, best]) for i, t in enumerate(TERMS)})
+
+    return call

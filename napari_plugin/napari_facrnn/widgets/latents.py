@@ -1,0 +1,98 @@
+"""The latent trajectories of each group over time, with a cursor at the viewer's time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._common import SceneWidget, current_scene, mpl_canvas, style_axes
+
+# Points drawn per latent: longer recordings are drawn decimated (min/max per block).
+MAX_POINTS = 4000
+
+
+def decimate(t: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS):
+    """(t, y) reduced to at most ``max_points`` points, keeping each block's min and max."""
+    n = len(t)
+    if n <= max_points:
+        return t, y
+    block = int(np.ceil(2 * n / max_points))
+    m = n // block
+    tb = t[: m * block].reshape(m, block)
+    yb = y[: m * block].reshape(m, block)
+    lo, hi = yb.argmin(axis=1), yb.argmax(axis=1)
+    first = np.minimum(lo, hi)
+    second = np.maximum(lo, hi)
+    rows = np.arange(m)
+    tt = np.column_stack([tb[rows, first], tb[rows, second]]).ravel()
+    yy = np.column_stack([yb[rows, first], yb[rows, second]]).ravel()
+    return tt, yy
+
+
+class LatentPlotWidget(SceneWidget):
+    """One panel per group: its latents over time (s). Clicking moves the viewer's time.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+    """
+
+    def __init__(self, napari_viewer: Any):
+        super().__init__(napari_viewer, "Latent trajectories")
+        self.figure, self.canvas = mpl_canvas(height=3.5)
+        self.layout().addWidget(self.canvas)
+        self.cursors: list[Any] = []
+        self.scene = None
+        self.canvas.mpl_connect("button_press_event", self._on_click)
+        self.viewer.dims.events.current_step.connect(self._on_time)
+        self.refresh()
+
+    def refresh(self) -> None:
+        scene = current_scene(self.viewer, with_results=True)
+        self.scene = scene
+        self.figure.clear()
+        self.cursors = []
+        if scene is None:
+            self.title.setText("Latent trajectories: no FacRNN fit open")
+            self.canvas.draw_idle()
+            return
+        res = scene.results
+        self.title.setText(f"Latent trajectories of {res.name} (click to move in time)")
+        axes = self.figure.subplots(res.n_groups, 1, sharex=True, squeeze=False)[:, 0]
+        t = res.timestamps
+        for g, ax in enumerate(axes):
+            style_axes(ax)
+            z = res.latents[:, res.group_slice(g)]
+            color = scene.colors[g]
+            for j in range(z.shape[1]):
+                shade = color[:3] * (1.0 - 0.25 * j)
+                ax.plot(*decimate(t, z[:, j]), color=shade, lw=0.7)
+            ax.set_ylabel(f"group {g}", fontsize=8)
+            self.cursors.append(ax.axvline(self.current_time(), color="white", lw=0.8))
+        axes[-1].set_xlabel("time (s)", fontsize=8)
+        self.canvas.draw_idle()
+        self._on_time()
+
+    def current_time(self) -> float:
+        """The viewer's time (s): its point along the first (time) axis."""
+        point = self.viewer.dims.point
+        return float(point[0]) if len(point) >= 3 else 0.0
+
+    def _on_time(self, event: Any = None) -> None:
+        t = self.current_time()
+        for line in self.cursors:
+            line.set_xdata([t, t])
+        if self.scene is not None:
+            self.viewer.text_overlay.visible = True
+            self.viewer.text_overlay.text = f"t = {t:.3f} s"
+        self.canvas.draw_idle()
+
+    def cursor_time(self) -> float | None:
+        """Where the cursor is drawn (s), None without a fit."""
+        return float(self.cursors[0].get_xdata()[0]) if self.cursors else None
+
+    def _on_click(self, event: Any) -> None:
+        if event.inaxes is None or event.xdata is None or len(self.viewer.dims.point) < 3:
+            return
+        self.viewer.dims.set_point(0, float(event.xdata))
