@@ -216,12 +216,18 @@ def test_the_group_table_lists_the_groups_and_toggles_their_layers(make_napari_v
         text = table.row_text(r)
         assert text[1:4] == [str(r), "3", str(summary.n_rois)]
         assert text[4] == f"{100 * summary.variance_explained:.1f} %"
-        assert table.table.item(r, 0).background().color().name() == "#e69f00" if r == 0 else True
+    assert table.table.item(0, 0).background().color().name() == "#e69f00"
+    assert table.table.item(1, 0).background().color().name() == "#56b4e9"
+    from qtpy.QtCore import Qt
+
     layer = _role(viewer, GROUP)[1]
-    table.checkboxes[1].setChecked(False)
-    assert not layer.visible
+    assert table.is_shown(1)
+    table.table.item(1, 5).setCheckState(Qt.Unchecked)  # a click on the box
+    assert not layer.visible and _role(viewer, GROUP)[0].visible
     table.set_group_visible(1, True)
-    assert layer.visible and table.checkboxes[1].isChecked()
+    assert layer.visible and table.is_shown(1)
+    layer.visible = False  # from the layer list
+    assert not table.is_shown(1)
 
 
 def test_the_latent_plot_follows_the_viewer_and_moves_it(make_napari_viewer, imaging_fit):

@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
-# (widget class path, dock title, area)
+# (widget class path, dock title, area, tabbed with the previous dock of its area)
 DOCK_WIDGETS = (
-    ("napari_facrnn.widgets.groups:GroupTableWidget", "Latent groups", "right"),
-    ("napari_facrnn.widgets.latents:LatentPlotWidget", "Latent trajectories", "bottom"),
-    ("napari_facrnn.widgets.roi:RoiLoadingsWidget", "ROI loadings", "right"),
-    ("napari_facrnn.widgets.connectivity:ConnectivityWidget", "Low-rank connectivity", "right"),
-    ("napari_facrnn.widgets.fit:FitWidget", "Fit FacRNN", "left"),
+    ("napari_facrnn.widgets.groups:GroupTableWidget", "Latent groups", "right", False),
+    ("napari_facrnn.widgets.roi:RoiLoadingsWidget", "ROI loadings", "right", False),
+    (
+        "napari_facrnn.widgets.connectivity:ConnectivityWidget",
+        "Low-rank connectivity",
+        "right",
+        True,
+    ),
+    ("napari_facrnn.widgets.fit:FitWidget", "Fit FacRNN", "right", True),
+    ("napari_facrnn.widgets.latents:LatentPlotWidget", "Latent trajectories", "bottom", False),
 )
 
 
@@ -60,6 +65,6 @@ def open_viewer(
     add_scene(viewer, scene)
     viewer.dims.axis_labels = ("time (s)", "y", "x")[-viewer.dims.ndim :]
     if widgets:
-        for spec, title, area in DOCK_WIDGETS:
-            viewer.window.add_dock_widget(_load(spec)(viewer), name=title, area=area)
+        for spec, title, area, tabify in DOCK_WIDGETS:
+            viewer.window.add_dock_widget(_load(spec)(viewer), name=title, area=area, tabify=tabify)
     return viewer

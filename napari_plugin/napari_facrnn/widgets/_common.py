@@ -71,12 +71,14 @@ class SceneWidget(QWidget):
 
 
 def mpl_canvas(height: float = 3.0):
-    """A matplotlib Figure in a Qt canvas (dark, like napari)."""
+    """A matplotlib Figure in a Qt canvas (dark, like napari), at least ``height`` inches
+    (at 72 dpi) tall so a dock cannot squash it to nothing."""
     from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(4, height), facecolor="#262930", layout="constrained")
     canvas = FigureCanvasQTAgg(fig)
+    canvas.setMinimumHeight(int(72 * height))
     return fig, canvas
 
 
