@@ -119,7 +119,8 @@ def test_a_results_file_opens_as_a_scene_of_its_fit(imaging_fit):
     assert (groups[~truth.accepted] == -1).all()
     tl = scene.latent_timeline()
     assert tl.n == len(res.timestamps) and tl.rows is None
-    assert tl.start == pytest.approx(res.timestamps[0] - res.bin_size / 2)
+    assert tl.start == pytest.approx(res.timestamps[0])  # bin centres
+    assert scene.movie_timeline().start == pytest.approx(0.001)  # frame centres
     scene.close()
 
 
@@ -222,31 +223,80 @@ def test_without_summary_images_the_view_is_the_mean_of_the_first_frames(tmp_pat
     scene.close()
 
 
-def test_pixel_masks_are_read_like_pynwb(tmp_path):
-    """pixel_mask (x, y, weight): x is the column, y the row (PlaneSegmentation.pixel_to_image)."""
-    from pynwb.ophys import ImageSegmentation, OpticalChannel
+def test_pixel_masks_are_read_along_the_image_axes(tmp_path):
+    """pixel_mask (x, y, weight): x along the first image axis, as image_mask's (num_x, num_y)
+    and pynwb's image_to_pixel; pixels outside the frame are an error, not dropped."""
+    from pynwb.ophys import ImageSegmentation, PlaneSegmentation
 
     from nwb_facrnn.io.backend import write_nwbfile
     from nwb_facrnn.synthetic import imaging_nwbfile
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        nwbfile, _ = imaging_nwbfile(4, duration=0.5, n_rois=6, frame_shape=(40, 50))
-        plane = nwbfile.imaging_planes["ImagingPlane"]
-        seg = ImageSegmentation(name="PixelSegmentation")
-        nwbfile.processing["ophys"].add(seg)
-        ps = seg.create_plane_segmentation(
-            name="Pixels", description="pixel masks", imaging_plane=plane
-        )
-        ps.add_roi(pixel_mask=[(3, 7, 1.0), (4, 7, 0.5)])  # row 7, columns 3 and 4
-        ps.add_roi(pixel_mask=[(49, 39, 2.0)])
-        path = write_nwbfile(nwbfile, tmp_path / "pixels.nwb")
-    assert isinstance(OpticalChannel, type)
-    scene = open_scene(path, table="/processing/ophys/PixelSegmentation/Pixels")
-    dense = scene.fov.masks.toarray().reshape(2, 40, 50)
-    assert dense[0, 7, 3] == 1.0 and dense[0, 7, 4] == 0.5 and dense[0].sum() == 1.5
-    assert dense[1, 39, 49] == 2.0 and dense[1].sum() == 2.0
+    image = np.zeros((40, 50))
+    image[2:5, 40:45] = 1.0  # rows 2-4, columns 40-44: only fits one way round
+    image[15, 5] = 0.5
+
+    def session(pixels, name):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nwbfile, _ = imaging_nwbfile(4, duration=0.5, n_rois=6, frame_shape=(40, 50))
+            seg = ImageSegmentation(name="PixelSegmentation")
+            nwbfile.processing["ophys"].add(seg)
+            ps = seg.create_plane_segmentation(
+                name="Pixels",
+                description="pixel masks",
+                imaging_plane=nwbfile.imaging_planes["ImagingPlane"],
+            )
+            ps.add_roi(pixel_mask=pixels)
+            return write_nwbfile(nwbfile, tmp_path / name)
+
+    pixels = [tuple(p) for p in PlaneSegmentation.image_to_pixel(image)]
+    scene = open_scene(
+        session(pixels, "pixels.nwb"), table="/processing/ophys/PixelSegmentation/Pixels"
+    )
+    np.testing.assert_array_equal(scene.fov.masks.toarray().reshape(40, 50), image)
     scene.close()
+    swapped = [(y, x, w) for x, y, w in pixels]
+    with pytest.raises(NWBReadError, match=r"Pixels/pixel_mask: 15 pixels lie outside the 40 x 50"):
+        open_scene(
+            session(swapped, "swapped.nwb"), table="/processing/ophys/PixelSegmentation/Pixels"
+        )
+
+
+def test_lazy_frames_take_every_key_numpy_takes():
+    dense, masks = _masks(np.random.default_rng(2), 3, (4, 5))
+    values = np.arange(30, dtype=np.float32).reshape(10, 3)
+    frames = MaskedFrames(masks, lambda rows: values[rows], Timeline.regular(0, 1, 10), (4, 5))
+    expected = np.einsum("tr,rhw->thw", values, dense)
+    for key in [
+        (Ellipsis, 2),
+        (3, Ellipsis, 2),
+        (slice(0, 4), Ellipsis, slice(0, 2)),
+        (np.int64(-2),),
+        (slice(None, None, 3), 1),
+        np.array([True] + [False] * 9),
+        (Ellipsis,),
+    ]:
+        np.testing.assert_allclose(frames[key], expected[key], rtol=1e-5, atol=1e-6)
+    with pytest.raises(IndexError, match="boolean"):
+        frames[True]
+    # napari's 3-D view of a long recording asks for every frame: a clear error, not 300 GB
+    huge = MaskedFrames(
+        masks, lambda rows: values[rows % 10], Timeline.regular(0, 1, 10**8), (4, 5)
+    )
+    with pytest.raises(MemoryError, match="view them in 2-D"):
+        huge[:]
+
+
+def test_bins_longer_than_frames_line_up_with_their_frames():
+    """With 10 ms bins over 2 ms frames, frames 5k..5k+4 show with bin k."""
+    frames = Timeline.regular(0.001, 0.002, 50)  # frame centres of a 500 Hz series from 0 s
+    bins = Timeline.from_timestamps(0.005 + 0.01 * np.arange(10), step=0.01)  # bin centres
+    for j in range(50):
+        t = frames.time_of(j)
+        assert frames.position_of(t) == j and bins.position_of(t) == j // 5
+    # trials in any order: positions from the earliest bin
+    tl = Timeline.from_timestamps(np.array([0.35, 0.36, 0.05, 0.06]), step=0.01)
+    assert tl.start == pytest.approx(0.05) and list(tl.rows_at([0, 1, 30, 31])) == [2, 3, 0, 1]
 
 
 def test_a_spiking_session_says_it_has_no_imaging(tmp_path):
@@ -258,6 +308,76 @@ def test_a_spiking_session_says_it_has_no_imaging(tmp_path):
     with pytest.raises(NoImagingError, match=r"spikes\.nwb: /processing: has no imaging ROIs"):
         open_scene(tmp_path / "spikes.nwb")
     assert issubclass(NoImagingError, NWBReadError)
+
+
+def test_the_last_written_fit_is_shown_and_others_are_named(imaging_fit, tmp_path):
+    import shutil
+
+    from nwb_facrnn import FacRNN, write_results
+
+    path = tmp_path / imaging_fit["results"].name
+    shutil.copy(imaging_fit["results"], path)
+    shutil.copy(imaging_fit["session"], tmp_path)  # the results link its movie
+    first = read_results(path).name
+    data = imaging_fit["data"]
+    # a later fit whose name sorts first: the time it was written decides, not its name
+    model = FacRNN(n_groups=2, group_rank=3, seed=1, max_epochs=3, progress=False).fit(data)
+    import time
+
+    time.sleep(1.1)  # the written time has one-second resolution
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_results(model, data, path, name="a_later_fit")
+    scene = open_scene(path)
+    assert scene.results.name == "a_later_fit" and scene.other_fits == [first]
+    scene.close()
+    scene = open_scene(path, name=first)
+    assert scene.results.name == first and scene.other_fits == ["a_later_fit"]
+    scene.close()
+
+
+def test_bad_timestamps_of_the_movie_name_the_series(tmp_path):
+    from datetime import UTC, datetime
+
+    from pynwb import NWBFile
+    from pynwb.ophys import ImageSegmentation, OnePhotonSeries, OpticalChannel
+
+    from nwb_facrnn.io.backend import write_nwbfile
+
+    nwbfile = NWBFile("movie with reversed timestamps", "bad-ts", datetime(2026, 1, 1, tzinfo=UTC))
+    device = nwbfile.create_device("camera")
+    plane = nwbfile.create_imaging_plane(
+        name="ImagingPlane",
+        optical_channel=OpticalChannel("Green", "green", 520.0),
+        description="plane",
+        device=device,
+        excitation_lambda=480.0,
+        imaging_rate=100.0,
+        indicator="GCaMP",
+        location="CA1",
+    )
+    nwbfile.add_acquisition(
+        OnePhotonSeries(
+            name="Movie",
+            data=np.zeros((10, 32, 32), np.uint16),
+            imaging_plane=plane,
+            unit="n.a.",
+            timestamps=np.arange(10)[::-1] * 0.01,  # going back in time
+        )
+    )
+    ophys = nwbfile.create_processing_module("ophys", "ophys")
+    seg = ImageSegmentation(name="ImageSegmentation")
+    ophys.add(seg)
+    ps = seg.create_plane_segmentation(name="Plane", description="rois", imaging_plane=plane)
+    mask = np.zeros((32, 32), np.float32)
+    mask[3:6, 4:8] = 1
+    ps.add_roi(image_mask=mask)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = write_nwbfile(nwbfile, tmp_path / "bad_ts.nwb")
+    expected = r"/acquisition/Movie/timestamps: timestamps must strictly increase; sample 1"
+    with pytest.raises(NWBReadError, match=expected):
+        open_scene(path)
 
 
 def test_bad_requests_name_the_file_and_object(imaging_fit, tmp_path):

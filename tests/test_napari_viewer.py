@@ -22,6 +22,7 @@ from napari_facrnn.widgets import (
     LatentPlotWidget,
     RoiLoadingsWidget,
 )
+from napari_facrnn.widgets.latents import text_overlay
 
 from nwb_facrnn import read_results
 
@@ -36,6 +37,13 @@ def _open(viewer, path):
 
 def _role(viewer, role):
     return [layer for layer in viewer.layers if layer.metadata.get(ROLE_KEY) == role]
+
+
+def _docked(viewer, widget_class):
+    """A widget docked in the viewer, so the viewer fixture closes it with the window."""
+    widget = widget_class(viewer)
+    viewer.window.add_dock_widget(widget, name=widget_class.__name__)
+    return widget
 
 
 def _only(viewer, *keep):
@@ -90,22 +98,24 @@ def test_the_reader_adds_the_layers_with_their_shapes_scales_and_time_axis(
     assert fov.data.shape == (128, 128) and tuple(fov.scale) == (1.0, 1.0)
     assert rois.data.shape == (128, 128) and rois.data.max() == 24
     assert movie.data.shape == (1000, 128, 128) and not movie.visible and not traces.visible
-    for layer in (movie, traces):
+    for layer in (movie, traces):  # each frame at its centre: frame j from j to j+1 frames
         np.testing.assert_allclose(layer.scale, [0.002, 1, 1])
-        np.testing.assert_allclose(layer.translate, [0, 0, 0])
+        np.testing.assert_allclose(layer.translate, [0.001, 0, 0])
     for layer in (g0, g1):
         assert layer.data.shape == (len(res.timestamps), 128, 128)
         assert layer.blending == "additive" and layer.visible
         np.testing.assert_allclose(layer.scale, [res.bin_size, 1, 1])
-        # bin k is shown from its start: the bin of one frame lines up with that frame
-        np.testing.assert_allclose(layer.translate, [res.timestamps[0] - res.bin_size / 2, 0, 0])
+        # each bin at its centre: the bin of one frame lines up with that frame
+        np.testing.assert_allclose(layer.translate, [res.timestamps[0], 0, 0])
         assert [str(u) for u in layer.units] == ["second", "micrometer", "micrometer"]
     assert viewer.dims.axis_labels == ("time", "y", "x")
     # the time slider runs over the session in seconds, one step per frame
     start, stop, step = viewer.dims.range[0]
-    assert (start, step) == pytest.approx((0.0, 0.002)) and stop == pytest.approx(1.998)
+    assert (start, step) == pytest.approx((0.001, 0.002)) and stop == pytest.approx(1.999)
     viewer.dims.set_point(0, 1.2345)
-    assert viewer.dims.point[0] == pytest.approx(1.234, abs=1e-9)
+    assert viewer.dims.current_step[0] in (616, 617)  # the frame around 1.2345 s
+    assert movie.world_to_data(viewer.dims.point)[0] == pytest.approx(viewer.dims.current_step[0])
+    assert g0.world_to_data(viewer.dims.point)[0] == pytest.approx(viewer.dims.current_step[0])
     # the ROI features name each label's id and group
     feats = rois.features
     row = 5
@@ -210,7 +220,7 @@ def test_the_group_table_lists_the_groups_and_toggles_their_layers(make_napari_v
     viewer = make_napari_viewer()
     _open(viewer, imaging_fit["results"])
     scene = viewer.layers[0].metadata[SCENE_KEY]
-    table = GroupTableWidget(viewer)
+    table = _docked(viewer, GroupTableWidget)
     rows = scene.group_summaries()
     for r, summary in enumerate(rows):
         text = table.row_text(r)
@@ -235,7 +245,7 @@ def test_the_latent_plot_follows_the_viewer_and_moves_it(make_napari_viewer, ima
 
     viewer = make_napari_viewer()
     _open(viewer, imaging_fit["results"])
-    plot = LatentPlotWidget(viewer)
+    plot = _docked(viewer, LatentPlotWidget)
     assert len(plot.figure.axes) == 2
     # each panel draws its group's latents
     res = viewer.layers[0].metadata[SCENE_KEY].results
@@ -243,8 +253,22 @@ def test_the_latent_plot_follows_the_viewer_and_moves_it(make_napari_viewer, ima
     np.testing.assert_allclose(line.get_xdata(), res.timestamps)
     np.testing.assert_allclose(line.get_ydata(), res.latents[:, 3])
     viewer.dims.set_point(0, 1.5)
-    assert plot.cursor_time() == pytest.approx(1.5)
-    assert viewer.text_overlay.text == "t = 1.500 s"
+    now = viewer.dims.point[0]  # on the frame grid: 1.499 or 1.501
+    assert now == pytest.approx(1.5, abs=0.0011)
+    assert plot.cursor_time() == pytest.approx(now)
+    assert text_overlay(viewer).text == f"t = {now:.3f} s"
+    # a time step redraws only the cursor (blitting): the white line moved in the picture
+    plot.canvas.draw()
+
+    def white_rows(t):
+        pixels = np.asarray(plot.canvas.buffer_rgba())
+        x = plot.figure.axes[0].transData.transform((t, 0))[0]
+        column = pixels[:, round(x), :3].astype(int)
+        return int((column.min(axis=1) > 230).sum())
+
+    assert white_rows(now) > 50 and white_rows(0.25) < 5
+    viewer.dims.set_point(0, 0.25)
+    assert white_rows(viewer.dims.point[0]) > 50 and white_rows(now) < 5
     # a click on the plot moves the viewer's time
     plot.canvas.draw()
     ax = plot.figure.axes[0]
@@ -257,9 +281,9 @@ def test_the_latent_plot_follows_the_viewer_and_moves_it(make_napari_viewer, ima
 def test_clicking_an_roi_shows_its_loadings(make_napari_viewer, imaging_fit):
     viewer = make_napari_viewer()
     _open(viewer, imaging_fit["results"])
-    panel = RoiLoadingsWidget(viewer)
+    panel = _docked(viewer, RoiLoadingsWidget)
     rois = _role(viewer, ROIS)[0]
-    assert panel._on_click in rois.mouse_drag_callbacks
+    assert panel._hook in rois.mouse_drag_callbacks
     scene = rois.metadata[SCENE_KEY]
     res = scene.results
     row = int(scene.fit_rows[4])
@@ -277,7 +301,7 @@ def test_the_connectivity_view_shows_w_and_each_groups_part(make_napari_viewer, 
     viewer = make_napari_viewer()
     _open(viewer, imaging_fit["results"])
     res = read_results(imaging_fit["results"])
-    view = ConnectivityWidget(viewer)
+    view = _docked(viewer, ConnectivityWidget)
     order = np.argsort(res.dominant_group, kind="stable")
     np.testing.assert_allclose(view.shown, res.connectivity[np.ix_(order, order)], rtol=1e-6)
     view.select(1)
@@ -299,7 +323,7 @@ def test_the_fit_widget_fits_in_the_background_and_adds_the_layers(
     viewer = make_napari_viewer()
     _open(viewer, path)
     assert _role(viewer, GROUP) == []
-    widget = FitWidget(viewer)
+    widget = _docked(viewer, FitWidget)
     assert Path(str(widget.file.value)) == path  # the open file
     widget.epochs.value = 5
     output = tmp_path / "small_fit.nwb"
@@ -326,7 +350,7 @@ def test_the_fit_widget_fits_in_the_background_and_adds_the_layers(
 def test_a_cancelled_fit_writes_nothing(make_napari_viewer, qtbot, imaging_fit, tmp_path):
     viewer = make_napari_viewer()
     _open(viewer, imaging_fit["session"])
-    widget = FitWidget(viewer)
+    widget = _docked(viewer, FitWidget)
     widget.epochs.value = 10_000
     output = tmp_path / "never.nwb"
     widget.output.value = output
@@ -337,22 +361,33 @@ def test_a_cancelled_fit_writes_nothing(make_napari_viewer, qtbot, imaging_fit, 
     assert _role(viewer, GROUP) == []
 
 
-def test_nwb_facrnn_view_opens_the_file_with_the_widgets(imaging_fit, monkeypatch, qtbot):
+def test_nwb_facrnn_view_opens_the_file_with_the_widgets(
+    make_napari_viewer, imaging_fit, monkeypatch
+):
     import napari
     from click.testing import CliRunner
 
     from nwb_facrnn.cli import main
 
-    opened = []
-    monkeypatch.setattr(napari, "run", lambda: opened.append(napari.current_viewer()))
+    made = []
+
+    def viewer_factory(**kwargs):  # the fixture's viewers are cleaned up by the fixture
+        made.append(make_napari_viewer(**kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(napari, "Viewer", viewer_factory)
+    monkeypatch.setattr(napari, "run", lambda: None)
     result = CliRunner().invoke(main, ["view", str(imaging_fit["results"])])
     assert result.exit_code == 0, result.output
-    viewer = opened[0]
-    try:
-        assert "6 layers" in result.output
-        docks = set(viewer.window.dock_widgets)
-        assert {"Latent groups", "Latent trajectories", "ROI loadings", "Fit FacRNN"} <= docks
-    finally:
-        viewer.close()
+    assert len(made) == 1 and f"napari: {imaging_fit['results']} (6 layers)" in result.output
+    docks = set(made[0].window.dock_widgets)
+    assert docks == {
+        "Latent groups",
+        "Latent trajectories",
+        "ROI loadings",
+        "Low-rank connectivity",
+        "Fit FacRNN",
+    }
     bad = CliRunner().invoke(main, ["view", str(imaging_fit["results"]), "--name", "nope"])
     assert bad.exit_code != 0 and "has no FacRNN fit named 'nope'" in str(bad.exception)
+    assert len(made) == 1  # refused before a window opened

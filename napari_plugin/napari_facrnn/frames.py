@@ -48,26 +48,33 @@ class Timeline:
         return cls(float(start), float(step), int(n))
 
     @classmethod
-    def from_timestamps(cls, timestamps: np.ndarray, step: float | None = None) -> Timeline:
-        """Samples at ``timestamps`` (s, increasing), on a grid of ``step`` (default: median
-        interval); samples that fall on one grid position keep the last one."""
+    def from_timestamps(
+        cls, timestamps: np.ndarray, step: float | None = None, start: float | None = None
+    ) -> Timeline:
+        """Samples at ``timestamps`` (s, in any order) on a grid of ``step`` (default: the
+        median positive interval) from ``start`` (default: the earliest sample).
+
+        Samples that round to one grid position (overlapping trial windows) keep the last
+        one in ``timestamps`` order.
+        """
         ts = np.asarray(timestamps, dtype=np.float64)
-        if ts.ndim != 1 or len(ts) == 0:
-            raise ValueError("timestamps must be a non-empty 1-D array")
+        if ts.ndim != 1 or len(ts) == 0 or not np.isfinite(ts).all():
+            raise ValueError("timestamps must be a non-empty 1-D array of finite times")
         if step is None:
-            diffs = np.diff(ts)
+            diffs = np.diff(np.sort(ts))
             diffs = diffs[diffs > 0]
             step = float(np.median(diffs)) if len(diffs) else 1.0
         if not step > 0:
             raise ValueError(f"a time step must be positive, got {step!r}")
-        pos = np.rint((ts - ts[0]) / step).astype(np.int64)
-        if len(pos) and pos.min() < 0:
-            raise ValueError("timestamps must not go back before the first sample")
+        origin = float(ts.min()) if start is None else float(start)
+        pos = np.rint((ts - origin) / step).astype(np.int64)
+        if pos.min() < 0:
+            raise ValueError(f"timestamps start before the grid's start {origin}")
         if np.array_equal(pos, np.arange(len(ts))):
-            return cls(float(ts[0]), float(step), len(ts))
+            return cls(origin, float(step), len(ts))
         rows = np.full(int(pos.max()) + 1, -1, dtype=np.int64)
         rows[pos] = np.arange(len(ts))
-        return cls(float(ts[0]), float(step), len(rows), rows)
+        return cls(origin, float(step), len(rows), rows)
 
     def rows_at(self, positions: np.ndarray) -> np.ndarray:
         """Data row at each grid position (``-1`` where there is none)."""
@@ -90,31 +97,37 @@ class Timeline:
         return self.time_of(self.n - 1)
 
 
+# Largest block of frames computed or read by one index (napari's 3-D view asks for every
+# frame at once; a 10-minute recording would be hundreds of GB).
+MAX_BYTES = 2**30
+
+
 def _time_positions(key: Any, n: int) -> tuple[np.ndarray, bool]:
     """Grid positions a time index selects, and whether it dropped the time axis."""
+    if isinstance(key, bool | np.bool_):
+        raise IndexError("boolean scalars are not valid frame indices")
     if isinstance(key, int | np.integer):
         return np.array([range(n)[int(key)]], dtype=np.int64), True
     if isinstance(key, slice):
         return np.arange(n, dtype=np.int64)[key], False
-    if key is Ellipsis:
-        return np.arange(n, dtype=np.int64), False
     idx = np.asarray(key)
     if idx.dtype == bool:
         return np.flatnonzero(idx), False
     return np.arange(n, dtype=np.int64)[idx.astype(np.int64)], False
 
 
-def _split_key(key: Any) -> tuple[Any, tuple]:
+def _split_key(key: Any, ndim: int = 3) -> tuple[Any, tuple]:
+    """(time index, spatial indices) of a key, with ``...`` expanded to full slices."""
     if not isinstance(key, tuple):
         key = (key,)
+    where = [i for i, k in enumerate(key) if k is Ellipsis]
+    if where:
+        i = where[0]
+        fill = ndim - (len(key) - 1)
+        key = key[:i] + (slice(None),) * fill + key[i + 1 :]
     if not key:
         return slice(None), ()
-    if key[0] is Ellipsis:
-        return slice(None), ()
-    rest = key[1:]
-    if Ellipsis in rest:
-        rest = ()  # ``t, ...``: the whole frame
-    return key[0], rest
+    return key[0], tuple(key[1:])
 
 
 class _LazyFrames:
@@ -147,6 +160,12 @@ class _LazyFrames:
     def __getitem__(self, key: Any) -> np.ndarray:
         tkey, rest = _split_key(key)
         positions, drop = _time_positions(tkey, self.timeline.n)
+        nbytes = len(positions) * int(np.prod(self.frame_shape)) * self.dtype.itemsize
+        if nbytes > MAX_BYTES:
+            raise MemoryError(
+                f"{len(positions)} frames of {self.frame_shape} ({nbytes / 2**30:.1f} GiB) are "
+                "computed frame by frame and are too many at once; view them in 2-D"
+            )
         rows = self.timeline.rows_at(positions)
         out = np.zeros((len(positions), *self.frame_shape), dtype=self.dtype)
         valid = np.flatnonzero(rows >= 0)
@@ -160,11 +179,6 @@ class _LazyFrames:
         return out[(slice(None), *rest)] if rest else out
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        if self.size * self.dtype.itemsize > 2**30:
-            raise MemoryError(
-                f"{type(self).__name__} of shape {self.shape} is computed frame by frame; "
-                "index it instead of converting it whole"
-            )
         arr = self[:]
         return arr if dtype is None else arr.astype(dtype)
 

@@ -82,6 +82,7 @@ class Scene:
     colors: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     saved_to: str | None = None
     _closer: Any = field(default=None, repr=False)
+    _variance: np.ndarray | None = field(default=None, repr=False)
 
     # ----------------------------------------------------------------- geometry and time
     @property
@@ -97,27 +98,22 @@ class Scene:
     def n_groups(self) -> int:
         return 0 if self.results is None else self.results.n_groups
 
+    # Every layer puts each sample at the centre of the time it covers (napari shows the
+    # sample nearest the slider's time), so the slider reads physical time: frame j of a
+    # series at `rate` is shown from j / rate to (j + 1) / rate after its start, and a latent
+    # bin over its bin; a bin of one frame lines up with that frame.
     def latent_timeline(self) -> Timeline:
-        """Grid of the latent bins: one position per bin, placed at the bin's start (so a bin of
-        one frame lines up with that frame); gaps between trials are shown empty."""
+        """Grid of the latent bins, at their centres; gaps between trials are shown empty."""
         res = self._need_results()
-        return Timeline.from_timestamps(res.timestamps - res.bin_size / 2, step=res.bin_size)
+        return Timeline.from_timestamps(res.timestamps, step=res.bin_size)
 
     def movie_timeline(self) -> Timeline | None:
         movie = self.fov.movie
-        if movie is None:
-            return None
-        if movie.rate:
-            return Timeline.regular(movie.start, 1.0 / movie.rate, movie.data.shape[0])
-        return Timeline.from_timestamps(movie.timestamps)
+        return None if movie is None else _series_timeline(movie)
 
     def traces_timeline(self) -> Timeline | None:
         tr = self.fov.traces
-        if tr is None:
-            return None
-        if tr.rate:
-            return Timeline.regular(tr.start, 1.0 / tr.rate, tr.data.shape[0])
-        return Timeline.from_timestamps(tr.timestamps)
+        return None if tr is None else _series_timeline(tr)
 
     # ----------------------------------------------------------------- what is drawn
     def roi_groups(self) -> np.ndarray:
@@ -178,7 +174,8 @@ class Scene:
         ``n_frames`` frames (never all of a long recording)."""
         tr = self.fov.traces
         sample = np.asarray(tr.data[: min(n_frames, tr.data.shape[0])], dtype=np.float64)
-        lo, hi = np.nanpercentile(sample, [1, 99.5]) if sample.size else (0.0, 1.0)
+        sample = sample[np.isfinite(sample)]
+        lo, hi = np.percentile(sample, [1, 99.5]) if sample.size else (0.0, 1.0)
         return (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
 
     def image_display_range(self) -> tuple[float, float]:
@@ -205,21 +202,27 @@ class Scene:
         ]
 
     def variance_explained(self) -> np.ndarray:
-        """(G,) share of the fitted ROIs' latent-drive variance carried by each group."""
+        """(G,) share of the fitted ROIs' latent-drive variance carried by each group.
+
+        From the latents' covariance ``C`` (K x K): ``var_t(A_i z) = A_i C A_i^T``, so the
+        (T, N) drives are never formed (a 10-minute fit has 300 000 bins). Cached.
+        """
+        if self._variance is not None:
+            return self._variance
         res = self._need_results()
         if res.output_loadings is None:
             return np.full(res.n_groups, np.nan)
         a = res.output_loadings.astype(np.float64)
-        z = res.latents.astype(np.float64)
-        z = z - z.mean(axis=0)
-        total = float(np.sum((z @ a.T).var(axis=0)))
+        cov = np.atleast_2d(np.cov(res.latents.astype(np.float64), rowvar=False, bias=True))
+        total = float(np.sum((a @ cov) * a))
         parts = np.array(
             [
-                np.sum((z[:, s] @ a[:, s].T).var(axis=0))
+                np.sum((a[:, s] @ cov[s, s]) * a[:, s])
                 for s in map(res.group_slice, range(res.n_groups))
             ]
         )
-        return parts / total if total > 0 else np.full(res.n_groups, np.nan)
+        self._variance = parts / total if total > 0 else np.full(res.n_groups, np.nan)
+        return self._variance
 
     def roi_row_of_label(self, label: int) -> int | None:
         """PlaneSegmentation row of a label value of the ROI layer (None for background)."""
@@ -255,6 +258,7 @@ class Scene:
         self.fit_rows = np.array([index[int(u)] for u in results.unit_ids], dtype=np.int64)
         self.colors = group_colors(results.n_groups)
         self.saved_to = saved_to
+        self._variance = None
 
     def _need_results(self) -> FitResults:
         if self.results is None:
@@ -265,6 +269,27 @@ class Scene:
         """Close the file (the movie and trace layers can no longer be read)."""
         if self._closer is not None:
             self._closer()
+
+
+def _series_timeline(series: Any) -> Timeline:
+    """Frame centres of an ImagingSeries or RoiTraces."""
+    if series.rate:
+        step = 1.0 / series.rate
+        return Timeline.regular(series.start + step / 2, step, series.data.shape[0])
+    ts = series.timestamps
+    diffs = np.diff(ts)
+    step = float(np.median(diffs)) if len(diffs) else 1.0
+    return Timeline.from_timestamps(ts + step / 2, step=step)
+
+
+def _written(res_container: Any) -> str:
+    """When a fit was written (ISO time from its provenance; "" when unknown)."""
+    import json
+
+    try:
+        return str(json.loads(res_container.model.provenance).get("written", ""))
+    except (AttributeError, TypeError, ValueError):
+        return ""
 
 
 def _connectivity_table(res_container: Any) -> str | None:
@@ -291,10 +316,10 @@ def open_scene(
     path : path
         The NWB file or Zarr store.
     name : str, optional
-        The fit to show when the file holds several over the plane; default: the last
-        written.
+        The fit to show when the file holds several; default: the last written.
     table : str, optional
-        Path of the PlaneSegmentation; default: the fit's, else the file's first.
+        Path of the PlaneSegmentation; default: that of the fit shown (``name``, else the
+        last written fit over ROIs), else the file's first.
 
     Returns
     -------
@@ -319,9 +344,13 @@ def open_scene(
     stack = contextlib.ExitStack()
     try:
         nwbfile, source, _backend = stack.enter_context(open_nwbfile(path))
-        fits = [(r.name, _connectivity_table(r)) for r in find_results(nwbfile)]
-        if table is None and fits and name is not None:
-            table = dict(fits).get(name)
+        # fits in the order they were written (then by name)
+        containers = sorted(find_results(nwbfile), key=lambda r: (_written(r), r.name))
+        fits = [(r.name, _connectivity_table(r)) for r in containers]
+        ophys_fits = [(n, t) for n, t in fits if t is not None and t != "/units"]
+        if table is None and ophys_fits:
+            wanted = [t for n, t in ophys_fits if n == name] if name else [ophys_fits[-1][1]]
+            table = wanted[0] if wanted else None
         fov = read_field_of_view(nwbfile, source, table)
         plane_fits = [n for n, t in fits if t == fov.table]
         if name is not None and name not in plane_fits:
@@ -331,7 +360,7 @@ def open_scene(
             )
         scene = Scene(path=source, fov=fov)
         if plane_fits:
-            chosen = name or sorted(plane_fits)[-1]
+            chosen = name or plane_fits[-1]
             scene.set_results(read_results(nwbfile, chosen), saved_to=source)
             scene.other_fits = [n for n in plane_fits if n != chosen]
     except BaseException:

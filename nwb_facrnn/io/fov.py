@@ -14,7 +14,7 @@ import numpy as np
 from scipy import sparse
 
 from .errors import NWBReadError
-from .nwb_objects import data_shape, object_path
+from .nwb_objects import data_shape, object_path, series_timestamps
 
 # Summary-image names, most wanted first (matched case-insensitively as substrings).
 _SUMMARY_PREFERENCE = ("mean", "average", "avg", "ref", "max", "corr", "std")
@@ -201,7 +201,7 @@ def read_field_of_view(nwbfile: Any, source: str, table: str | None = None) -> F
     roi_ids = np.asarray(ps.id[:])
     if len(roi_ids) == 0:
         raise NWBReadError(source, path, "has no ROIs")
-    movie = _imaging_series(nwbfile, ps)
+    movie = _imaging_series(nwbfile, ps, source)
     masks, frame_shape = _read_masks(ps, source, path, movie)
     image, image_source = _field_image(nwbfile, ps, source, frame_shape, movie)
     return FieldOfView(
@@ -214,7 +214,7 @@ def read_field_of_view(nwbfile: Any, source: str, table: str | None = None) -> F
         image=image,
         image_source=image_source,
         movie=movie,
-        traces=_roi_traces(nwbfile, ps, roi_ids),
+        traces=_roi_traces(nwbfile, ps, source),
         columns=_flat_columns(ps, len(roi_ids)),
     )
 
@@ -247,16 +247,24 @@ def _read_masks(ps: Any, source: str, path: str, movie: ImagingSeries | None):
         h, w = frame_shape
         rows, cols, vals = [], [], []
         column = ps["pixel_mask"]
+        outside = 0
         for i in range(n):
-            px = column[i]
-            x = np.asarray([p[0] for p in px], dtype=np.int64)
-            y = np.asarray([p[1] for p in px], dtype=np.int64)
-            wgt = np.asarray([p[2] for p in px], dtype=np.float32)
-            # pynwb's convention (PlaneSegmentation.pixel_to_image): x is the column, y the row
-            inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-            rows.append(np.full(inside.sum(), i))
-            cols.append(y[inside] * w + x[inside])
-            vals.append(wgt[inside])
+            px = np.asarray([tuple(p)[:3] for p in column[i]], dtype=np.float64).reshape(-1, 3)
+            # NWB: pixel (x, y, weight), x along the first image axis, as image_mask's
+            # (num_x, num_y) and pynwb's image_to_pixel (suite2p writes (ypix, xpix, lam))
+            r, c, wgt = px[:, 0].astype(np.int64), px[:, 1].astype(np.int64), px[:, 2]
+            inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+            outside += int((~inside).sum())
+            rows.append(np.full(int(inside.sum()), i))
+            cols.append(r[inside] * w + c[inside])
+            vals.append(wgt[inside].astype(np.float32))
+        if outside:
+            raise NWBReadError(
+                source,
+                f"{path}/pixel_mask",
+                f"{outside} pixels lie outside the {h} x {w} frame (x is read along the first "
+                "image axis, as image_mask's (num_x, num_y))",
+            )
         m = sparse.csr_matrix(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, h * w)
         )
@@ -272,23 +280,46 @@ def _frame_shape_without_image_masks(ps: Any, movie: ImagingSeries | None):
     return None
 
 
-def _imaging_series(nwbfile: Any, ps: Any) -> ImagingSeries | None:
+def _references(ps: Any) -> list[Any]:
+    """The PlaneSegmentation's ``reference_images`` (pynwb reads them back as a list)."""
+    refs = getattr(ps, "reference_images", None)
+    if refs is None:
+        return []
+    if isinstance(refs, dict):
+        return list(refs.values())
+    if isinstance(refs, list | tuple):
+        return list(refs)
+    return [refs]
+
+
+def _frame_times(s: Any, source: str) -> tuple[float, float | None, np.ndarray | None]:
+    """(start, rate, timestamps) of a series; timestamps checked (length, increasing)."""
+    if s.rate:
+        return float(s.starting_time or 0.0), float(s.rate), None
+    ts = series_timestamps(s, source)  # raises NWBReadError naming .../timestamps
+    return float(ts[0]), None, ts
+
+
+def _imaging_series(nwbfile: Any, ps: Any, source: str) -> ImagingSeries | None:
     from pynwb.image import ImageSeries
 
-    candidates = []
-    refs = getattr(ps, "reference_images", None)
-    if isinstance(refs, ImageSeries):
-        candidates.append(refs)
+    candidates = [r for r in _references(ps) if isinstance(r, ImageSeries)]
     for obj in nwbfile.acquisition.values():
         if getattr(obj, "imaging_plane", None) is ps.imaging_plane:
             candidates.append(obj)
+    for module in nwbfile.processing.values():
+        for obj in module.data_interfaces.values():
+            if getattr(obj, "imaging_plane", None) is ps.imaging_plane and isinstance(
+                obj, ImageSeries
+            ):
+                candidates.append(obj)  # e.g. a motion-corrected movie
     for s in candidates:
         if s.data is None or len(data_shape(s.data)) != 3 or isinstance(s.data, np.ndarray | list):
             continue  # volumetric, external file, or in-memory data
-        rate = float(s.rate) if s.rate else None
-        ts = None if s.timestamps is None else np.asarray(s.timestamps[:], dtype=np.float64)
-        start = float(s.starting_time) if rate else float(ts[0])
-        return ImagingSeries(object_path(s), s.data, start, rate, None if rate else ts)
+        if len(data_shape(s.data)) and data_shape(s.data)[0] == 0:
+            continue
+        start, rate, ts = _frame_times(s, source)
+        return ImagingSeries(object_path(s), s.data, start, rate, ts)
     return None
 
 
@@ -298,9 +329,9 @@ def _summary_candidates(ps: Any) -> list[Any]:
     from pynwb.image import GrayscaleImage
 
     found = []
-    refs = getattr(ps, "reference_images", None)
-    if isinstance(refs, Images):
-        found.extend(v for v in refs.images.values() if isinstance(v, GrayscaleImage))
+    for refs in _references(ps):
+        if isinstance(refs, Images):
+            found.extend(v for v in refs.images.values() if isinstance(v, GrayscaleImage))
     module = ps.parent.parent if ps.parent is not None else None
     modules = [module] if module is not None and hasattr(module, "data_interfaces") else []
     nwbfile = ps.get_ancestor("NWBFile")
@@ -351,17 +382,15 @@ def _pixel_size(plane: Any) -> tuple[float, float] | None:
     return float(spacing[0] * factor), float(spacing[1] * factor)
 
 
-def _roi_traces(nwbfile: Any, ps: Any, roi_ids: np.ndarray) -> RoiTraces | None:
+def _roi_traces(nwbfile: Any, ps: Any, source: str) -> RoiTraces | None:
     from .ophys import list_roi_series
 
     for path, _kind, s in list_roi_series(nwbfile):
         if s.rois.table is not ps or len(data_shape(s.data)) != 2:
             continue
         rows = np.asarray(s.rois.data[:], dtype=np.int64)
-        rate = float(s.rate) if s.rate else None
-        ts = None if s.timestamps is None else np.asarray(s.timestamps[:], dtype=np.float64)
-        start = float(s.starting_time) if rate else float(ts[0])
-        return RoiTraces(path, s.data, rows, start, rate, None if rate else ts, str(s.unit))
+        start, rate, ts = _frame_times(s, source)
+        return RoiTraces(path, s.data, rows, start, rate, ts, str(s.unit))
     return None
 
 

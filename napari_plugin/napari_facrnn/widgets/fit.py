@@ -16,6 +16,7 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
+from qtpy.QtCore import QObject, Signal
 
 from ..fitting import FitCancelled, FitRequest, fit_session
 from ..layers import GROUP, ROIS, SCENE_KEY, TRACES, group_layers, label_colormap, roi_features
@@ -46,6 +47,13 @@ def add_scene(viewer: Any, scene: Scene) -> None:
 
     for data, kwargs, kind in scene_layers(scene):
         viewer.add_layer(Layer.create(data, kwargs, kind))
+
+
+class _EpochRelay(QObject):
+    """Carries the worker thread's per-epoch progress to the GUI thread (a queued signal:
+    Qt widgets, the progress bar among them, must only be touched from the GUI thread)."""
+
+    epoch = Signal(int, float)
 
 
 class FitWidget(Container):
@@ -104,7 +112,13 @@ class FitWidget(Container):
         self.worker = None
         self.result = None
         self.error: BaseException | None = None
+        self._request: FitRequest | None = None
+        self._bar = None
         self._cancel = threading.Event()
+        self._relay = _EpochRelay()
+        self._relay.epoch.connect(self._on_epoch)
+        # closing the widget (or the viewer) stops a running fit after its current epoch
+        self.native.destroyed.connect(self._cancel.set)
         self.fit_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         self.viewer.layers.events.inserted.connect(self._default_file)
@@ -145,11 +159,12 @@ class FitWidget(Container):
             return None
         self._cancel.clear()
         self.result = self.error = None
-        bar = progress(total=request.max_epochs, desc="FacRNN fit")
+        self._request = request
+        self._bar = progress(total=request.max_epochs, desc="FacRNN fit")
+        relay = self._relay
 
-        def on_epoch(epoch: int, terms: dict[str, float]) -> None:
-            bar.set_description(f"FacRNN fit, loss {terms['total']:.4g}")
-            bar.update(1)
+        def on_epoch(epoch: int, terms: dict[str, float]) -> None:  # in the worker thread
+            relay.epoch.emit(epoch, terms["total"])
 
         worker = create_worker(
             fit_session,
@@ -159,7 +174,6 @@ class FitWidget(Container):
             _start_thread=False,
             _connect={"returned": self._done, "errored": self._failed},
         )
-        worker.finished.connect(bar.close)
         worker.finished.connect(self._finished)
         self.worker = worker
         self.fit_button.enabled = False
@@ -168,11 +182,22 @@ class FitWidget(Container):
         worker.start()
         return worker
 
+    def _on_epoch(self, epoch: int, total: float) -> None:
+        bar = self._bar  # updating the bar may process events, and the fit may end there
+        if bar is None:
+            return
+        bar.update(1)
+        if self._bar is bar:
+            bar.set_description(f"FacRNN fit, loss {total:.4g}")
+
     def cancel(self, *_: Any) -> None:
         """Stop the running fit after its current epoch."""
         self._cancel.set()
 
     def _finished(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         self.worker = None
         self.fit_button.enabled = True
         self.cancel_button.enabled = False
@@ -188,24 +213,32 @@ class FitWidget(Container):
         show_error(f"FacRNN fit failed: {err}")
 
     def _done(self, value: Any) -> None:
+        from napari.utils.notifications import show_error
+
         results, saved = value
         self.result = results
-        path = str(self.request().path)
-        scene = next(
-            (
-                layer.metadata[SCENE_KEY]
-                for layer in self.viewer.layers
-                if SCENE_KEY in layer.metadata
-                and Path(layer.metadata[SCENE_KEY].path).resolve() == Path(path).resolve()
-            ),
-            None,
-        )
-        if scene is None:
-            scene = open_scene(path)
-            scene.set_results(results, saved_to=None if saved is None else str(saved))
-            add_scene(self.viewer, scene)
-        else:
-            scene.set_results(results, saved_to=None if saved is None else str(saved))
-            show_fit(self.viewer, scene)
+        path = str(self._request.path)  # the file fitted, whatever the field says now
+        try:
+            scene = next(
+                (
+                    layer.metadata[SCENE_KEY]
+                    for layer in self.viewer.layers
+                    if SCENE_KEY in layer.metadata
+                    and Path(layer.metadata[SCENE_KEY].path).resolve() == Path(path).resolve()
+                ),
+                None,
+            )
+            if scene is None:
+                scene = open_scene(path)
+                scene.set_results(results, saved_to=None if saved is None else str(saved))
+                add_scene(self.viewer, scene)
+            else:
+                scene.set_results(results, saved_to=None if saved is None else str(saved))
+                show_fit(self.viewer, scene)
+        except (OSError, ValueError) as err:  # NWBReadError included
+            self.error = err
+            self.status.value = f"fit done, but it cannot be shown: {err}"
+            show_error(self.status.value)
+            return
         where = f"saved to {saved}" if saved is not None else "not saved"
         self.status.value = f"{results.name}: {where}"

@@ -81,7 +81,7 @@ class GroupTableWidget(SceneWidget):
             for c, text in enumerate(values, start=1):
                 item = QTableWidgetItem(text)
                 item.setFlags(Qt.ItemIsEnabled)
-                item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+                item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 self.table.setItem(r, c, item)
             layer = layers.get(summary.group)
             if layer is not None and id(layer) not in self._watched:

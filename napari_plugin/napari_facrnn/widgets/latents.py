@@ -30,6 +30,15 @@ def decimate(t: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS):
     return tt, yy
 
 
+def text_overlay(viewer: Any) -> Any:
+    """The viewer's text overlay (``viewer.canvas.overlays.text`` since napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    if overlays is not None and "text" in overlays:
+        return overlays["text"]
+    return viewer.text_overlay
+
+
 class LatentPlotWidget(SceneWidget):
     """One panel per group: its latents over time (s). Clicking moves the viewer's time.
 
@@ -44,7 +53,9 @@ class LatentPlotWidget(SceneWidget):
         self.layout().addWidget(self.canvas)
         self.cursors: list[Any] = []
         self.scene = None
+        self._background = None  # the figure without its cursors, for blitting
         self.canvas.mpl_connect("button_press_event", self._on_click)
+        self.canvas.mpl_connect("draw_event", self._on_draw)
         self.viewer.dims.events.current_step.connect(self._on_time)
         self.refresh()
 
@@ -53,6 +64,7 @@ class LatentPlotWidget(SceneWidget):
         self.scene = scene
         self.figure.clear()
         self.cursors = []
+        self._background = None
         if scene is None:
             self.title.setText("Latent trajectories: no FacRNN fit open")
             self.canvas.draw_idle()
@@ -69,7 +81,8 @@ class LatentPlotWidget(SceneWidget):
                 shade = color[:3] * (1.0 - 0.25 * j)
                 ax.plot(*decimate(t, z[:, j]), color=shade, lw=0.7)
             ax.set_ylabel(f"group {g}", fontsize=8)
-            self.cursors.append(ax.axvline(self.current_time(), color="white", lw=0.8))
+            cursor = ax.axvline(self.current_time(), color="white", lw=0.8, animated=True)
+            self.cursors.append(cursor)
         axes[-1].set_xlabel("time (s)", fontsize=8)
         self.canvas.draw_idle()
         self._on_time()
@@ -79,14 +92,30 @@ class LatentPlotWidget(SceneWidget):
         point = self.viewer.dims.point
         return float(point[0]) if len(point) >= 3 else 0.0
 
+    def _on_draw(self, event: Any) -> None:
+        """After a full draw: keep the figure without cursors, then draw the cursors."""
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        self._draw_cursors()
+
+    def _draw_cursors(self) -> None:
+        for line in self.cursors:
+            line.axes.draw_artist(line)
+
     def _on_time(self, event: Any = None) -> None:
         t = self.current_time()
         for line in self.cursors:
             line.set_xdata([t, t])
         if self.scene is not None:
-            self.viewer.text_overlay.visible = True
-            self.viewer.text_overlay.text = f"t = {t:.3f} s"
-        self.canvas.draw_idle()
+            overlay = text_overlay(self.viewer)
+            overlay.visible = True
+            overlay.text = f"t = {t:.3f} s"
+        if self._background is None:
+            self.canvas.draw_idle()
+            return
+        # a time step redraws only the cursors (blitting), not the whole figure
+        self.canvas.restore_region(self._background)
+        self._draw_cursors()
+        self.canvas.blit(self.figure.bbox)
 
     def cursor_time(self) -> float | None:
         """Where the cursor is drawn (s), None without a fit."""

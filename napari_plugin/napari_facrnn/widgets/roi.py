@@ -10,6 +10,30 @@ from ..layers import ROIS
 from ._common import SceneWidget, current_scene, layers_of, mpl_canvas, style_axes
 
 
+def _weak_click(widget: Any):
+    """A layer mouse callback calling ``widget._on_click`` while the widget lives."""
+    import weakref
+
+    ref = weakref.ref(widget)
+
+    def alive(target: Any) -> bool:
+        try:
+            target.objectName()  # raises once Qt has deleted the widget
+        except RuntimeError:
+            return False
+        return True
+
+    def hook(layer: Any, event: Any) -> None:
+        target = ref()
+        if target is None or not alive(target):
+            if hook in layer.mouse_drag_callbacks:
+                layer.mouse_drag_callbacks.remove(hook)
+            return
+        target._on_click(layer, event)
+
+    return hook
+
+
 class RoiLoadingsWidget(SceneWidget):
     """The output loadings ``A[i, :]`` of the ROI clicked in the ``ROIs`` layer.
 
@@ -26,6 +50,8 @@ class RoiLoadingsWidget(SceneWidget):
         self.row: int | None = None
         self.shown: np.ndarray | None = None
         self._hooked: list[Any] = []
+        # the layer holds a weak hook: once this widget is gone, the hook removes itself
+        self._hook = _weak_click(self)
         self.refresh()
 
     def refresh(self) -> None:
@@ -36,13 +62,13 @@ class RoiLoadingsWidget(SceneWidget):
         for scene in {id(s): s for s in [self.scene] if s is not None}.values():
             for layer in layers_of(self.viewer, scene, ROIS):
                 if layer not in self._hooked:
-                    layer.mouse_drag_callbacks.append(self._on_click)
+                    layer.mouse_drag_callbacks.append(self._hook)
                     self._hooked.append(layer)
         self.show_roi(self.row)
 
     def _unhook(self, layer: Any) -> None:
-        if self._on_click in layer.mouse_drag_callbacks:
-            layer.mouse_drag_callbacks.remove(self._on_click)
+        if self._hook in layer.mouse_drag_callbacks:
+            layer.mouse_drag_callbacks.remove(self._hook)
         self._hooked.remove(layer)
 
     def closeEvent(self, event: Any) -> None:
@@ -71,7 +97,13 @@ class RoiLoadingsWidget(SceneWidget):
         res = scene.results
         index = scene.fitted_index(row)
         if res is None or index is None or res.output_loadings is None:
-            why = "no fit open" if res is None else "not in the fit"
+            why = (
+                "no fit open"
+                if res is None
+                else "not in the fit"
+                if index is None
+                else "the fit's decoder is an MLP: no per-ROI loadings"
+            )
             self.title.setText(f"ROI {roi_id} (row {row}): {why}")
             self.canvas.draw_idle()
             return
