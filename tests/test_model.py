@@ -445,3 +445,27 @@ def test_fit_accepts_neural_data(paper_data):
         FacRNN(**params).fit(x, mask=bad)
     with pytest.raises(ValueError, match="mask must have the shape of the activity"):
         FacRNN(**params).fit(x, mask=mask[:, :, :3])
+
+
+def test_fit_reports_every_epoch_and_a_callback_can_stop_it():
+    X = np.random.default_rng(0).standard_normal((300, 6)).astype(np.float32)
+    seen = []
+    model = FacRNN(n_groups=2, group_rank=1, max_epochs=4, n_init=1, progress=False, seed=0)
+    model.fit(X, callback=lambda epoch, terms: seen.append((epoch, terms)))
+    assert [e for e, _ in seen] == [0, 1, 2, 3]
+    assert set(seen[0][1]) == {"total", "reconstruction", "kl", "pc", "bd"}
+    # one restart: the reported terms are the recorded history, epoch by epoch
+    for name in ("total", "reconstruction", "kl", "pc"):
+        np.testing.assert_allclose([t[name] for _, t in seen], model.history_[name], rtol=1e-6)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(epoch, terms):
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        FacRNN(n_groups=1, group_rank=2, max_epochs=50, progress=False).fit(
+            X, callback=stop_after_two
+        )

@@ -336,7 +336,7 @@ class FacRNN:
         callback : callable, optional
             Called after every epoch as ``callback(epoch, terms)`` with the epoch
             index (from 0) and a dict of the loss terms (``TERMS``) of the restart
-            that is best so far.  An exception it raises stops the fit and
+            with the lowest objective in that epoch.  An exception it raises stops the fit and
             propagates (a GUI uses this to cancel a fit).
 
         Returns

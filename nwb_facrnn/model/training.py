@@ -203,40 +203,42 @@ def train(
     bar = tqdm(
         range(max_epochs), desc="FacRNN fit", unit="epoch", disable=not progress, leave=False
     )
-    for epoch in bar:
-        perm = torch.randperm(n, generator=perm_gen).to(device)
-        acc = torch.zeros(len(TERMS), module.n_copies, device=device)
-        for idx in torch.tensor_split(perm, n_batches):
-            terms = objective.terms(module, data.subset(idx), noise_gen)
-            opt.zero_grad(set_to_none=True)
-            terms[0].sum().backward()
-            opt.step()
-            acc += terms.detach() * len(idx)
-        sched.step()
-        epoch_terms = (acc / n).cpu().numpy()
-        history.append(epoch_terms)
-        if callback is not None:
-            callback(epoch, epoch_terms)
-        if progress and (epoch % 10 == 0 or epoch == max_epochs - 1):
-            best = int(np.argmin(epoch_terms[0]))
-            bar.set_postfix({t: f"{epoch_terms[i, best]:.3g}" for i, t in enumerate(TERMS)})
-        if validation is not None:
-            val = evaluate(module, objective, validation, batch_size, seed)[0]
-            val_history.append(val)
-            if best_val is None:
-                best_val, best_state = val.copy(), _clone(module)
-                continue
-            improved = val < best_val - 1e-4 * np.abs(best_val)
-            if improved.any():
-                since_best = 0
-                _copy_rows(best_state, module, improved)
-                best_val = np.where(improved, val, best_val)
-            else:
-                since_best += 1
-                if since_best >= n_iter_no_change:
-                    stopped = True
-                    break
-    bar.close()
+    try:  # the bar is closed also when a callback stops the fit
+        for epoch in bar:
+            perm = torch.randperm(n, generator=perm_gen).to(device)
+            acc = torch.zeros(len(TERMS), module.n_copies, device=device)
+            for idx in torch.tensor_split(perm, n_batches):
+                terms = objective.terms(module, data.subset(idx), noise_gen)
+                opt.zero_grad(set_to_none=True)
+                terms[0].sum().backward()
+                opt.step()
+                acc += terms.detach() * len(idx)
+            sched.step()
+            epoch_terms = (acc / n).cpu().numpy()
+            history.append(epoch_terms)
+            if callback is not None:
+                callback(epoch, epoch_terms)
+            if progress and (epoch % 10 == 0 or epoch == max_epochs - 1):
+                best = int(np.argmin(epoch_terms[0]))
+                bar.set_postfix({t: f"{epoch_terms[i, best]:.3g}" for i, t in enumerate(TERMS)})
+            if validation is not None:
+                val = evaluate(module, objective, validation, batch_size, seed)[0]
+                val_history.append(val)
+                if best_val is None:
+                    best_val, best_state = val.copy(), _clone(module)
+                    continue
+                improved = val < best_val - 1e-4 * np.abs(best_val)
+                if improved.any():
+                    since_best = 0
+                    _copy_rows(best_state, module, improved)
+                    best_val = np.where(improved, val, best_val)
+                else:
+                    since_best += 1
+                    if since_best >= n_iter_no_change:
+                        stopped = True
+                        break
+    finally:
+        bar.close()
     if best_state is not None:
         module.load_state_dict(best_state)
     final_data = validation if validation is not None else data
