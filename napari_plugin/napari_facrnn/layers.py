@@ -106,39 +106,15 @@ def scene_layers(scene: Scene) -> list[LayerData]:
     ]
     movie = scene.movie_frames()
     if movie is not None:
-        tl = movie.timeline
-        out.append(
-            (
-                movie,
-                {
-                    "name": f"movie ({scene.fov.movie.path.rsplit('/', 1)[-1]})",
-                    "colormap": "gray",
-                    "visible": False,
-                    "contrast_limits": scene.image_display_range(),
-                    "metadata": _meta(scene, MOVIE, series=scene.fov.movie.path),
-                    **_space_time(scene, tl.start, tl.step),
-                },
-                "image",
-            )
-        )
+        name = f"movie ({scene.fov.movie.path.rsplit('/', 1)[-1]})"
+        limits = scene.image_display_range()
+        out.append(_series_layer(scene, movie, name, MOVIE, scene.fov.movie.path, limits))
     traces = scene.trace_frames()
     if traces is not None:
-        tl = traces.timeline
-        out.append(
-            (
-                traces,
-                {
-                    "name": "ROI traces",
-                    "colormap": "inferno",
-                    "blending": "additive",
-                    "visible": scene.results is None,
-                    "contrast_limits": scene.trace_display_range(),
-                    "metadata": _meta(scene, TRACES, series=scene.fov.traces.path),
-                    **_space_time(scene, tl.start, tl.step),
-                },
-                "image",
-            )
-        )
+        limits = scene.trace_display_range()
+        layer = _series_layer(scene, traces, "ROI traces", TRACES, scene.fov.traces.path, limits)
+        layer[1].update(colormap="inferno", blending="additive", visible=scene.results is None)
+        out.append(layer)
     out.append(
         (
             scene.fov.label_image(),
@@ -155,6 +131,22 @@ def scene_layers(scene: Scene) -> list[LayerData]:
     )
     out.extend(group_layers(scene))
     return out
+
+
+def _series_layer(
+    scene: Scene, frames: Any, name: str, role: str, series: str, limits: tuple[float, float]
+) -> LayerData:
+    """A lazily read time series of frames (grey, hidden at first)."""
+    tl = frames.timeline
+    kwargs = {
+        "name": name,
+        "colormap": "gray",
+        "visible": False,
+        "contrast_limits": limits,
+        "metadata": _meta(scene, role, series=series),
+        **_space_time(scene, tl.start, tl.step),
+    }
+    return (frames, kwargs, "image")
 
 
 def group_layers(scene: Scene) -> list[LayerData]:

@@ -128,6 +128,18 @@ class FitResults:
         )
 
 
+def connectivity_fields(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray | None]:
+    """The :class:`FitResults` fields held by the connectivity table's columns (``A``,
+    ``B`` stored as (N, K), group strengths and dominant groups), as stored or written."""
+    b = columns.get("input_loadings")
+    return {
+        "output_loadings": columns.get("output_loadings"),
+        "input_loadings": None if b is None else np.ascontiguousarray(b.T),
+        "group_strength": columns.get("group_strength"),
+        "dominant_group": columns.get("dominant_group"),
+    }
+
+
 def find_results(container) -> list:
     """The ``FacRNNResults`` containers of a processing module or an NWBFile."""
     if hasattr(container, "processing"):  # an NWBFile
@@ -199,7 +211,6 @@ def read_results(path: str | os.PathLike, name: str | None = None) -> FitResults
             rows = np.asarray(region.data[:])
             unit_ids = np.asarray(region.table.id[:])[rows]
             unit_table = object_path(region.table)
-        b = columns.get("input_loadings")
         out = FitResults(
             name=res.name,
             path=source,
@@ -209,10 +220,7 @@ def read_results(path: str | os.PathLike, name: str | None = None) -> FitResults
             trial_ids=None if lat.trial_ids is None else np.asarray(lat.trial_ids[:]),
             unit_ids=unit_ids,
             unit_table=unit_table,
-            output_loadings=columns.get("output_loadings"),
-            input_loadings=None if b is None else np.ascontiguousarray(b.T),
-            group_strength=columns.get("group_strength"),
-            dominant_group=columns.get("dominant_group"),
+            **connectivity_fields(columns),
             n_groups=int(model.n_groups),
             group_rank=int(model.group_rank),
             bin_size=float(model.bin_size),

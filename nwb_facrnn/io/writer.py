@@ -198,7 +198,7 @@ def results_from_model(model, data: NeuralData, *, name: str | None = None):
     name : str, optional
         Default: the name :func:`write_results` would start from.
     """
-    from .results import FitResults
+    from .results import FitResults, connectivity_fields
 
     state = model.to_state()  # raises if the model is not fitted
     if state.meta["n_features_in_"] != data.n_units:
@@ -208,8 +208,7 @@ def results_from_model(model, data: NeuralData, *, name: str | None = None):
         )
     identity = _identity(model.get_params(), data_fingerprint(data))
     contents = _results_contents(model, state, data, {}, identity)
-    conn, lat, meta = contents["connectivity"], contents["latents"], contents["model"]
-    b = conn.get("input_loadings")
+    lat, meta = contents["latents"], contents["model"]
     return FitResults(
         name=name or results_name(model),
         path=str(data.provenance.get("source", "")),
@@ -219,10 +218,7 @@ def results_from_model(model, data: NeuralData, *, name: str | None = None):
         trial_ids=lat["trial_ids"],
         unit_ids=np.asarray(data.unit_ids),
         unit_table=data.unit_table,
-        output_loadings=conn.get("output_loadings"),
-        input_loadings=None if b is None else np.ascontiguousarray(b.T),
-        group_strength=conn.get("group_strength"),
-        dominant_group=conn.get("dominant_group"),
+        **connectivity_fields(contents["connectivity"]),
         n_groups=int(model.n_groups),
         group_rank=int(model.group_rank),
         bin_size=float(data.bin_size),
