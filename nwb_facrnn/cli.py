@@ -253,8 +253,86 @@ _READ_NAMES = (
 ).split()
 
 
+def _config_keys(command: click.Command) -> dict[str, str]:
+    """Config-file key -> parameter name: the Python name and every option name, dashes or
+    underscores (``epochs``, ``max_epochs``, ``bin-size``, ``bin_size``)."""
+    keys: dict[str, str] = {}
+    for param in command.params:
+        if param.name == "config":
+            continue
+        keys[param.name] = param.name
+        for opt in getattr(param, "opts", []):
+            if opt.startswith("--"):
+                keys[opt[2:]] = param.name
+                keys[opt[2:].replace("-", "_")] = param.name
+    return keys
+
+
+def read_config(path: Path) -> dict:
+    """The settings of a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file, as a flat dict.
+
+    Top-level keys, or keys inside one level of tables (e.g. ``[data]``, ``[model]``,
+    ``[output]``), which are merged.
+    """
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise click.BadParameter(f"{path}: cannot be read ({err.strerror})") from None
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            raw = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            raw = yaml.safe_load(text) or {}
+        else:
+            raise click.BadParameter(f"{path}: a config file is .toml, .yaml or .yml")
+    except click.BadParameter:
+        raise
+    except Exception as err:  # tomllib.TOMLDecodeError, yaml.YAMLError
+        raise click.BadParameter(f"{path}: not valid {suffix[1:].upper()}: {err}") from None
+    if not isinstance(raw, dict):
+        raise click.BadParameter(f"{path}: must hold a table of settings, not {type(raw).__name__}")
+    flat: dict = {}
+    for key, value in raw.items():
+        items = value.items() if isinstance(value, dict) else [(key, value)]
+        for k, v in items:
+            if k in flat:
+                raise click.BadParameter(f"{path}: {k!r} is set twice")
+            flat[k] = v
+    return flat
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    """``--config FILE``: the file's settings become the defaults; options given on the
+    command line win."""
+    if value is None:
+        return
+    keys = _config_keys(ctx.command)
+    settings = {}
+    for key, setting in read_config(value).items():
+        name = keys.get(str(key))
+        if name is None:
+            known = ", ".join(sorted(k for k in keys if "-" not in k))
+            raise click.BadParameter(f"{value}: unknown setting {key!r}; known: {known}")
+        settings[name] = setting
+    ctx.default_map = {**(ctx.default_map or {}), **settings}
+
+
 @main.command()
 @click.argument("source")
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config,
+    help="TOML or YAML file of these options (the Python names: n_groups, bin_size, ...); "
+    "options on the command line win.",
+)
 @_data_options
 @_remote_options
 @click.option("--n-groups", type=int, default=2, show_default=True, help="G, latent groups.")

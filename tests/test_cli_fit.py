@@ -107,3 +107,57 @@ def test_fit_bad_input_is_one_line_and_exit_code_2(sessions, tmp_path):
         err = run.stdout + run.stderr
         assert message in err, err
         assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", ["toml", "yaml"])
+def test_fit_takes_its_options_from_a_config_file(sessions, tmp_path, kind):
+    """TOML or YAML, flat or in tables, Python names or option names; the command line wins."""
+    _, img = sessions
+    out = tmp_path / "from_config.nwb"
+    if kind == "toml":
+        text = (
+            f'source = "{img}"\n[data]\nrois = "accepted == True"\nbin_size = 0.004\n'
+            f"[model]\nn_groups = 2\ngroup-rank = 2\nepochs = 3\nn_init = 1\nseed = 7\n"
+            f'[output]\noutput = "{out}"\n'
+        )
+    else:
+        text = (
+            f"source: {img}\ndata:\n  rois: accepted == True\n  bin_size: 0.004\n"
+            f"model:\n  n_groups: 2\n  group_rank: 2\n  max_epochs: 3\n  n_init: 1\n  seed: 7\n"
+            f"output: {out}\n"
+        )
+    config = tmp_path / f"fit.{kind}"
+    config.write_text(text)
+    printed = _invoke(["fit", "--config", str(config), "--seed", "9"])
+    assert f"results: {out}" in printed
+    res = read_results(out)
+    assert (res.n_groups, res.group_rank, res.params["max_epochs"], res.bin_size) == (
+        2,
+        2,
+        3,
+        0.004,
+    )
+    assert res.params["seed"] == 9  # the command line wins over the file
+    assert res.provenance["options"]["rois"] == "accepted == True"
+
+
+def test_bad_config_files_are_one_line_errors(sessions, tmp_path):
+    _, img = sessions
+    cases = {
+        "typo.toml": ("n_group = 2\n", r"typo\.toml: unknown setting 'n_group'; known: .*n_groups"),
+        "broken.toml": ("n_groups = \n", r"broken\.toml: not valid TOML"),
+        "list.yaml": ("- 1\n- 2\n", r"list\.yaml: must hold a table of settings, not list"),
+        "twice.toml": ("seed = 1\n[model]\nseed = 2\n", r"twice\.toml: 'seed' is set twice"),
+        "fit.json": ("{}", r"fit\.json: a config file is \.toml, \.yaml or \.yml"),
+    }
+    for name, (text, message) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        out = subprocess.run(
+            [sys.executable, "-m", "nwb_facrnn.cli", "fit", str(img), "--config", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 2, out.stderr
+        assert re.search(message, out.stderr.replace("\n", " ")), (name, out.stderr)
+        assert "Traceback" not in out.stderr
