@@ -30,6 +30,12 @@ def current_scene(viewer: Any, *, with_results: bool = False) -> Scene | None:
     return candidates[-1] if candidates else None
 
 
+def fit_key(scene: Scene | None) -> tuple[int, int] | None:
+    """What a drawing of a scene's fit depends on: the scene and its results object (a new
+    fit replaces the object). Widgets redraw only when it changes, not on every layer event."""
+    return None if scene is None else (id(scene), id(scene.results))
+
+
 def layers_of(viewer: Any, scene: Scene, role: str) -> list[Any]:
     """The viewer's layers of ``scene`` with role ``role``."""
     return [

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtWidgets import QComboBox
 
-from ._common import SceneWidget, current_scene, mpl_canvas, style_axes
+from ._common import SceneWidget, current_scene, fit_key, mpl_canvas, style_axes
 
 ALL = "all groups"
 
@@ -29,11 +29,15 @@ class ConnectivityWidget(SceneWidget):
         self.scene = None
         self.shown: np.ndarray | None = None
         self.order: np.ndarray | None = None
+        self._drawn: tuple[int, int] | bool | None = False  # fit_key of the matrix drawn
         self.choice.currentIndexChanged.connect(lambda _i: self.draw())
         self.refresh()
 
     def refresh(self) -> None:
         scene = current_scene(self.viewer, with_results=True)
+        if fit_key(scene) == self._drawn:
+            return  # the same fit: nothing to redraw
+        self._drawn = fit_key(scene)
         changed = scene is not self.scene or (
             scene is not None and self.choice.count() != scene.n_groups + 1
         )

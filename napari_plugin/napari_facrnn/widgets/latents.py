@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import SceneWidget, current_scene, mpl_canvas, style_axes
+from ._common import SceneWidget, current_scene, fit_key, mpl_canvas, style_axes
 
 # Points drawn per latent: longer recordings are drawn decimated (min/max per block).
 MAX_POINTS = 4000
@@ -54,6 +54,7 @@ class LatentPlotWidget(SceneWidget):
         self.cursors: list[Any] = []
         self.scene = None
         self._background = None  # the figure without its cursors, for blitting
+        self._drawn: tuple[int, int] | bool | None = False  # fit_key of the figure drawn
         self.canvas.mpl_connect("button_press_event", self._on_click)
         self.canvas.mpl_connect("draw_event", self._on_draw)
         self.viewer.dims.events.current_step.connect(self._on_time)
@@ -61,6 +62,9 @@ class LatentPlotWidget(SceneWidget):
 
     def refresh(self) -> None:
         scene = current_scene(self.viewer, with_results=True)
+        if fit_key(scene) == self._drawn:
+            return  # the same fit: keep the figure (a full draw takes seconds on long fits)
+        self._drawn = fit_key(scene)
         self.scene = scene
         self.figure.clear()
         self.cursors = []
