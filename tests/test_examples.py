@@ -1,4 +1,4 @@
-"""The NWB examples run end to end and print the numbers the README quotes."""
+"""The examples run end to end and print the numbers the README quotes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from nwb_facrnn import FacRNN
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,3 +55,21 @@ def test_spiking_example_decodes_behaviour(tmp_path):
     decoded = _number(r"hand velocity decoded .*: R² = ([\d.]+)", out)
     assert res.metrics["hand_vel_decoding_r2"] == pytest.approx(decoded, abs=5e-4)
     assert res.unit_table == "/units" and len(res.unit_ids) == 48
+
+
+def test_example_runs_and_saves_a_loadable_model(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "synthetic_groups.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line}
+    r2 = {k: float(lines[k].split("group latent R^2 ")[1].split()[0]) for k in ("lrRNN", "FacRNN")}
+    assert r2["FacRNN"] >= 0.9 and r2["FacRNN"] > r2["lrRNN"] + 0.1
+    model = FacRNN.load(tmp_path / "facrnn_synthetic.npz")
+    assert model.connectivity_.shape == (20, 20)
