@@ -16,6 +16,35 @@ from . import __version__
 
 # wide enough for the summary tables when output is piped to a file or CI log
 console = Console(width=None if sys.stdout.isatty() else 180)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 180)
+# --debug: let errors end with their traceback (set by any command's --debug flag)
+_debug = {"on": False}
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _debug["on"] = True
+
+
+def _debug_option(fn):
+    """``--debug`` on the group and on every command: tracebacks instead of one-line errors."""
+    return click.option(
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_debug,
+        help="Show the full traceback when something fails.",
+    )(fn)
+
+
+def _command(group: click.Group, *args, **kwargs):
+    """``group.command`` with ``--debug``."""
+
+    def decorate(fn):
+        return group.command(*args, **kwargs)(_debug_option(fn))
+
+    return decorate
 
 
 def _seed_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
@@ -32,11 +61,23 @@ def _seed_list(ctx: click.Context, param: click.Parameter, value: str) -> list[i
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nwb-facrnn")
+@_debug_option
 def main() -> None:
-    """Fit FacRNN, the factorized low-rank RNN, to neural recordings."""
+    """Fit FacRNN, the factorized low-rank RNN, to neural recordings in NWB files, local or
+    on DANDI, and write the results back into NWB.
+
+    \b
+    Start here:
+      nwb-facrnn demo                       the whole path on synthetic imaging data
+      nwb-facrnn info FILE|DANDI:ID/PATH    what a file holds that can be fit
+      nwb-facrnn fit FILE|DANDI:ID/PATH     fit and write the results into NWB
+      nwb-facrnn report RESULTS.nwb         figures of a fit (PNG + HTML)
+      nwb-facrnn view RESULTS.nwb           the fit on the field of view in napari
+    """
 
 
 @main.group()
+@_debug_option
 def benchmark() -> None:
     """Reproduce the paper's experiments."""
 
@@ -87,7 +128,7 @@ def _run_benchmark(seeds: list[int], out_dir: Path, max_epochs: int | None) -> N
     console.print(f"table:  {csv_path}\nfigure: {fig_path}\nsummary (Markdown): {md_path}")
 
 
-@benchmark.command("synthetic")
+@_command(benchmark, "synthetic")
 @click.option(
     "--seeds", default="0-4", show_default=True, callback=_seed_list, help="Seeds, e.g. 0-4."
 )
@@ -135,7 +176,7 @@ def _remote_options(fn):
     )(fn)
 
 
-@main.command()
+@_command(main)
 @click.argument("source")
 @_remote_options
 def info(source: str, dandi_api_url: str | None, no_cache: bool, download: bool) -> None:
@@ -322,7 +363,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None)
     ctx.default_map = {**(ctx.default_map or {}), **settings}
 
 
-@main.command()
+@_command(main)
 @click.argument("source")
 @click.option(
     "--config",
@@ -368,13 +409,25 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None)
 @click.option("--copy", is_flag=True, help="Standalone output: copy the source's data.")
 @click.option("--name", help="Results container name (default facrnn_G{G}H{H}_beta..._seed...).")
 @click.option("--overwrite", is_flag=True, help="Replace a fit of the same name.")
+@click.option(
+    "--figures",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also draw the report figures (PNG + HTML) into this directory.",
+)
 def fit(source: str, **kw) -> None:
-    """Fit FacRNN to an NWB file and write the results into NWB."""
+    """Fit FacRNN to an NWB file and write the results into NWB.
+
+    SOURCE is a local NWB file (HDF5 or Zarr), a DANDI asset (DANDI:000128/sub-.../x.nwb) or
+    an https URL; remote files are streamed, not downloaded.
+    """
     from .io.reader import read_nwb
     from .io.results import read_results
     from .io.writer import check_destination, write_fit
+    from .metrics import behavior_decoding_r2
     from .model import FacRNN
 
+    figures = kw.pop("figures")
     data = read_nwb(
         source,
         **_read_kwargs(kw),
@@ -396,9 +449,29 @@ def fit(source: str, **kw) -> None:
     dest, name = check_destination(model, data, **output)  # refuse now, not after the fit
     console.print(f"[bold]writes[/]: {dest} ({name})")
     model.fit(data)
-    path, name = write_fit(model, data, **output)
+    decoding = {}
+    if data.behavior:
+        scores = behavior_decoding_r2(model.transform(data), data.behavior, seed=model.seed)
+        decoding = {f"{key}_decoding_r2": r2 for key, r2 in scores.items()}
+    path, name = write_fit(model, data, **output, metrics=decoding)
     res = read_results(path, name=name)
     _print_fit(model, res, path)
+    if figures is not None:
+        _print_report(_report(res, figures))
+
+
+#: How the summary table names the stored metrics.
+METRIC_LABELS = {
+    "log_likelihood": "log-likelihood (nats/bin)",
+    "partial_correlation": "partial correlation between groups (nats)",
+    "reconstruction_r2": "reconstruction R²",
+}
+
+
+def _metric_label(key: str) -> str:
+    if key.endswith("_decoding_r2"):
+        return f"{key[: -len('_decoding_r2')]} decoding R² (cross-validated)"
+    return METRIC_LABELS.get(key, key)
 
 
 def _print_fit(model, res, path: Path) -> None:
@@ -408,13 +481,8 @@ def _print_fit(model, res, path: Path) -> None:
     table.add_row("groups x rank", f"{res.n_groups} x {res.group_rank}")
     table.add_row("fit time (s)", f"{model.fit_time_:.1f}")
     table.add_row("epochs", str(model.n_epochs_))
-    labels = {
-        "log_likelihood": "log-likelihood (nats/bin)",
-        "partial_correlation": "partial correlation (nats)",
-        "reconstruction_r2": "reconstruction R²",
-    }
     for key, value in res.metrics.items():
-        table.add_row(labels.get(key, key), f"{value:.4f}")
+        table.add_row(_metric_label(key), f"{value:.4f}")
     if res.dominant_group is not None:
         counts = np.bincount(res.dominant_group, minlength=res.n_groups)
         table.add_row("units per dominant group", " / ".join(map(str, counts)))
@@ -423,23 +491,105 @@ def _print_fit(model, res, path: Path) -> None:
     console.print(f'read with: nwb_facrnn.read_results("{path}", name="{res.name}")')
 
 
-@main.command()
+def _report(results, out_dir: Path, color_by: str | None = None):
+    from .report import make_report
+
+    with console.status("drawing the figures"):
+        return make_report(results, out_dir, color_by=color_by)
+
+
+def _print_report(report) -> None:
+    table = Table(title="Figures", title_justify="left")
+    table.add_column("figure")
+    table.add_column("file", overflow="fold")
+    for key, path in report.figures.items():
+        table.add_row(key.replace("_", " "), str(path))
+    table.add_row("[bold]all of them[/]", f"[bold]{report.html}[/]")
+    console.print(table)
+
+
+@_command(main)
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option("--name", default=None, help="The fit to draw when the file holds several.")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the figures go (default: <file stem>_figures next to FILE).",
+)
+@click.option(
+    "--color-by",
+    default=None,
+    help="Trials column that colours the latents (default: a condition-like column).",
+)
+def report(file: Path, name: str | None, output_dir: Path | None, color_by: str | None) -> None:
+    """Figures of a fit stored in FILE: latents over time and in state space, the
+    connectivity and each group's part, group strengths, training curves (PNG + HTML)."""
+    from .io.results import read_results
+
+    res = read_results(file, name=name)
+    if output_dir is None:
+        stem = file.name.removesuffix(".zarr").removesuffix(".nwb")
+        output_dir = file.parent / f"{stem}_figures"
+    console.print(f"[bold]fit[/]: {escape(repr(res))}")
+    _print_report(_report(res, output_dir, color_by))
+
+
+@_command(main)
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("results/demo"),
     show_default=True,
 )
-def demo(output_dir: Path) -> None:
-    """Quick end-to-end run on the embedded synthetic default (one seed, six methods)."""
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo(output_dir: Path, seed: int) -> None:
+    """The whole path on a synthetic voltage-imaging session with a known answer: NWB session,
+    FacRNN fit, results in NWB, nwbinspector, ground-truth recovery, figures, napari."""
+    import time
+
+    from .demo import FIT, SESSION, run_demo
+
+    start = time.perf_counter()
     console.print(
-        "[bold]nwb-facrnn demo[/]: two chaotic groups (Lorenz, Thomas) of rank 3 mixed into "
-        "20 units; every method fit on even steps, scored on odd steps."
+        f"[bold]nwb-facrnn demo[/]: {SESSION['n_rois']} ROIs imaged at {SESSION['rate']:g} Hz "
+        f"for {SESSION['duration']:g} s, driven by two independent chaotic latent groups "
+        f"(rank 3 each); FacRNN is fit with G = 2, H = 3 ({FIT['max_epochs']} epochs, "
+        f"seed {seed})."
     )
-    _run_benchmark([0], output_dir, None)
+
+    def step(message: str, seconds: float) -> None:
+        console.print(f"[green]✓[/] {escape(message)} [dim]({seconds:.1f} s)[/]", highlight=False)
+
+    outcome = run_demo(output_dir, seed, step=step)
+    table = Table(title="Recovery of the ground truth", title_justify="left")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_column("ideal", style="dim")
+    for row in outcome.recovery:
+        table.add_row(row.quantity, row.text, row.reference)
+    console.print(table)
+    if outcome.inspector:
+        console.print(f"[yellow]nwbinspector[/] on {outcome.results}:")
+        for message in outcome.inspector:
+            console.print(f"  {escape(message)}", highlight=False)
+    else:
+        console.print(f"nwbinspector on {outcome.results}: no issues")
+    paths = Table(title="Written", title_justify="left")
+    paths.add_column("what")
+    paths.add_column("path", overflow="fold")
+    paths.add_row("session (NWB)", str(outcome.session))
+    paths.add_row(f"results (NWB, fit {outcome.fit_name})", str(outcome.results))
+    paths.add_row("figures (HTML page)", str(outcome.report.html))
+    paths.add_row("figures (PNG)", str(outcome.report.html.parent))
+    console.print(paths)
+    console.print(f"demo done in {time.perf_counter() - start:.0f} s. Next:")
+    console.print(f"  nwb-facrnn view {outcome.results}      # the groups on the field of view")
+    console.print(f"  nwb-facrnn report {outcome.results}    # the figures again")
+    console.print(f"  nwb-facrnn info {outcome.results}      # what the file holds")
 
 
-@main.command()
+@_command(main)
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.option("--name", default=None, help="The fit to show when the file holds several.")
 def view(file: Path, name: str | None) -> None:
@@ -474,12 +624,27 @@ def open_in_napari(file: Path, name: str | None = None):
 
 
 def run() -> None:
-    """Console entry point: bad input ends with a one-line error, not a traceback."""
+    """Console entry point: an error ends with one line (exit code 2 for bad input, 1 for an
+    internal error), not a traceback, unless ``--debug`` was given."""
     try:
         main(standalone_mode=True)
-    except (ValueError, RuntimeError, OSError) as err:
-        console.print(f"[red]error:[/] {escape(str(err))}", soft_wrap=True, highlight=False)
-        sys.exit(2)
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        sys.exit(130)
+    except Exception as err:
+        if _debug["on"]:
+            raise
+        message = str(err) or type(err).__name__
+        if isinstance(err, ValueError | RuntimeError | OSError | MemoryError):
+            errors.print(f"[red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+            sys.exit(2)
+        errors.print(
+            f"[red]internal error:[/] {type(err).__name__}: {escape(message)} "
+            "(run again with --debug for the traceback, and please report it)",
+            soft_wrap=True,
+            highlight=False,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from scipy.special import gammaln, logsumexp, xlogy
 __all__ = [
     "DecodingResult",
     "GroupAlignment",
+    "behavior_decoding_r2",
     "bits_per_spike",
     "component_latent_r2",
     "connectivity_metrics",
@@ -895,3 +896,62 @@ def decoding_r2(
         prediction=prediction.reshape(shape),
         fold_alphas=fold_alphas,
     )
+
+
+def behavior_decoding_r2(
+    latents: npt.ArrayLike,
+    behavior: dict[str, npt.ArrayLike],
+    *,
+    n_folds: int = 5,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Cross-validated decoding R^2 of every behavioural variable from the latents.
+
+    The summary a fit reports: :func:`decoding_r2` per variable, whole trials held out when
+    the data have trials. Rows whose latents are not finite (padding after a short trial, bins
+    with no observed unit) are left out; with fewer trials (or rows) than ``n_folds`` as many
+    folds as trials are used.
+
+    Parameters
+    ----------
+    latents : array_like, shape (T, K) or (n_trials, T, K)
+        Posterior-mean latents, e.g. ``FacRNN.transform(data)``.
+    behavior : dict of str to array_like, each shape (T, D) or (n_trials, T, D)
+        Behavioural series on the same bins, e.g. ``NeuralData.behavior``; NaN where
+        unobserved.
+    n_folds : int
+        Outer folds (at most one per trial).
+    seed : int
+        Seed of the assignment of trials to folds.
+
+    Returns
+    -------
+    dict of str to float
+        ``{name: R^2}``; a variable that cannot be scored (fewer than 3 trials or rows with
+        observed behaviour: the ridge penalty is chosen by cross-validation inside every
+        training fold) is left out.
+    """
+    z = np.asarray(latents, dtype=np.float64)
+    if z.ndim not in (2, 3):
+        raise ValueError(f"latents must be (T, K) or (n_trials, T, K); got shape {z.shape}")
+    trials = np.repeat(np.arange(z.shape[0]), z.shape[1]) if z.ndim == 3 else None
+    rows = z.reshape(-1, z.shape[-1])
+    finite = np.isfinite(rows).all(axis=1)
+    out: dict[str, float] = {}
+    for name, values in behavior.items():
+        y = np.asarray(values, dtype=np.float64)
+        if y.shape[: z.ndim - 1] != z.shape[:-1]:
+            raise ValueError(
+                f"behavior {name!r} has shape {y.shape}; expected {z.shape[:-1]} + (D,)"
+            )
+        y = y.reshape(rows.shape[0], -1)
+        keep = finite & ~np.isnan(y).all(axis=1)
+        ids = None if trials is None else trials[keep]
+        n_parts = int(keep.sum()) if ids is None else len(np.unique(ids))
+        if n_parts < 3:  # each outer training fold needs 2 parts for the inner CV
+            continue
+        result = decoding_r2(
+            rows[keep], y[keep], trial_ids=ids, n_folds=min(n_folds, n_parts), seed=seed
+        )
+        out[name] = result.r2
+    return out

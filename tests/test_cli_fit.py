@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from nwb_facrnn import FacRNN, read_nwb, read_results
 from nwb_facrnn.cli import main
+from nwb_facrnn.metrics import behavior_decoding_r2
 from nwb_facrnn.synthetic import make_imaging_session, make_spiking_session
 
 
@@ -87,6 +88,22 @@ def test_fit_spikes_with_trial_alignment(sessions, tmp_path):
     assert res.provenance["options"]["window"] == [-0.2, 0.3]
     assert res.unit_table == "/units" and res.trial_ids is not None
     assert len(np.unique(res.trial_ids)) == 10
+    # hand velocity decoded from the latents: in the table and stored with the fit
+    shown = re.search(r"hand_vel decoding R² \(cross-validated\)\s*│\s*(-?[\d.]+)", text)
+    assert shown, text
+    stored = res.metrics["hand_vel_decoding_r2"]
+    assert float(shown.group(1)) == pytest.approx(stored, abs=1e-4)
+    data = read_nwb(
+        spk,
+        align="move_onset_time",
+        window=(-0.2, 0.3),
+        units={"heldout": False},
+        behavior="hand_vel",
+    )
+    z = FacRNN.from_nwb(out, name="aligned").transform(data)
+    assert stored == pytest.approx(
+        behavior_decoding_r2(z, data.behavior, seed=0)["hand_vel"], abs=1e-6
+    )
 
 
 def test_fit_bad_input_is_one_line_and_exit_code_2(sessions, tmp_path):

@@ -9,6 +9,7 @@ from sklearn.metrics import r2_score
 
 from nwb_facrnn import metrics
 from nwb_facrnn.metrics import (
+    behavior_decoding_r2,
     bits_per_spike,
     component_latent_r2,
     connectivity_metrics,
@@ -424,6 +425,32 @@ def test_decoding_trial_folds_do_not_leak() -> None:
     result = decoding_r2(lat3, beh3)
     assert result.r2 < 0.1
     assert result.prediction.shape == beh3.shape
+
+
+def test_behavior_decoding_drops_padding_and_keeps_trials_whole() -> None:
+    rng = np.random.default_rng(45)
+    n_trials, n_bins = 12, 30
+    latents = rng.standard_normal((n_trials, n_bins, 4))
+    hand = latents[..., :2] @ rng.standard_normal((2, 2)) + 0.1 * rng.standard_normal(
+        (n_trials, n_bins, 2)
+    )
+    noise = rng.standard_normal((n_trials, n_bins, 1))
+    latents[3, 20:] = np.nan  # a short trial: padding has no latents
+    hand[5, :4] = np.nan  # and some bins without behaviour
+    scores = behavior_decoding_r2(latents, {"hand": hand, "noise": noise}, seed=3)
+    keep = np.isfinite(latents).all(axis=-1).ravel()
+    ids = np.repeat(np.arange(n_trials), n_bins)[keep]
+    expected = decoding_r2(
+        latents.reshape(-1, 4)[keep], hand.reshape(-1, 2)[keep], trial_ids=ids, seed=3
+    )
+    assert scores["hand"] == expected.r2 and scores["hand"] > 0.9
+    assert scores["noise"] < 0.1
+    # three trials: three folds; two trials leave no inner cross-validation: left out
+    three = behavior_decoding_r2(latents[:3], {"hand": hand[:3]})
+    assert set(three) == {"hand"} and three["hand"] > 0.8
+    assert behavior_decoding_r2(latents[:2], {"hand": hand[:2]}) == {}
+    with pytest.raises(ValueError, match="behavior 'hand' has shape"):
+        behavior_decoding_r2(latents, {"hand": hand[:, :10]})
 
 
 def test_fold_labels_keep_trials_whole_and_time_blocks_contiguous() -> None:

@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# Okabe-Ito colours (colour-blind safe), most distinct first, then a few more hues.
-PALETTE = (
-    "#E69F00",  # orange
-    "#56B4E9",  # sky blue
-    "#009E73",  # bluish green
-    "#CC79A7",  # reddish purple
-    "#F0E442",  # yellow
-    "#0072B2",  # blue
-    "#D55E00",  # vermillion
-    "#8C564B",  # brown
-)
+from nwb_facrnn.report import GROUP_COLORS as PALETTE  # the report's figures use the same
+
 # ROIs that are in no fitted group (not modelled, or no fit): light grey.
 UNGROUPED = np.array([0.75, 0.75, 0.75, 1.0])
 
