@@ -1,9 +1,9 @@
 """Make the README's napari screenshot (docs/napari_view.png) from a fresh fit.
 
-Writes the synthetic voltage-imaging session of ``examples/voltage_imaging_nwb.py`` (48 ROIs,
-two latent groups, 4 s at 500 Hz), fits FacRNN with its ground-truth group number, writes the
-results into NWB, then opens them with ``nwb-facrnn view``'s viewer (every dock widget) and
-saves a screenshot of the window. Needs a display; without one it starts Xvfb.
+Writes the synthetic voltage-imaging session of ``examples/03_voltage_imaging_napari.py``
+(48 ROIs, two latent groups, 4 s at 500 Hz), fits FacRNN with its ground-truth group number,
+writes the results into NWB, then opens them with ``nwb-facrnn view``'s viewer (every dock
+widget) and saves a screenshot of the window. Needs a display; without one it starts Xvfb.
 
 Run:  python docs/napari_screenshot.py [--output-dir results/screenshot]
 """

@@ -136,7 +136,10 @@ def run_demo(
     done("write", f"wrote the results into NWB: {path} ({res.object_path})")
 
     inspector = inspect(path)
-    done("inspect", f"nwbinspector: {len(inspector) or 'no'} message(s)")
+    done(
+        "inspect",
+        f"nwbinspector: {len(inspector)} message(s)" if inspector else "nwbinspector: no issues",
+    )
 
     recovery = score_recovery(truth, res)
     done("score", "scored the fit against the ground truth")
