@@ -70,6 +70,6 @@ def test_info_on_a_bad_file_is_one_line(tmp_path):
         text=True,
     )
     assert proc.returncode == 2
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]  # errors: stderr
     assert len(lines) == 1 and "error:" in lines[0] and "broken.nwb" in lines[0]
-    assert "not an NWB file" in proc.stdout and "Traceback" not in proc.stderr
+    assert "not an NWB file" in proc.stderr and proc.stdout == ""
