@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt napari_plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
-		-e ".[dev,napari]" -e ./napari_plugin
+		-e ".[dev,napari,distributed]" -e ./napari_plugin
 	touch $(STAMP)
 
 # Installs the system packages when missing: with apt-get as root (as CI runs), otherwise
@@ -52,6 +52,7 @@ benchmark: install
 	$(BIN)/python benchmarks/write_speed.py
 	$(BIN)/python benchmarks/dandi_speed.py
 	$(BIN)/python benchmarks/napari_view.py
+	$(BIN)/python benchmarks/model_selection.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info napari_plugin/*.egg-info

@@ -601,6 +601,355 @@ def view(file: Path, name: str | None) -> None:
     napari.run()
 
 
+# ------------------------------------------------------------------------ sweep and select
+def _number_list(kind: type, minimum: float | None, example: str):
+    """A callback parsing ``1,2,3`` (and, for integers, ranges ``1-3``) into a list."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value) -> list:
+        items = value if isinstance(value, list | tuple) else str(value).strip("[] ").split(",")
+        out: list = []
+        try:
+            for part in items:
+                text = str(part).strip()
+                lo, _, hi = text.partition("-") if kind is int else (text, "", "")
+                out.extend(range(int(lo), int(hi) + 1) if hi else [kind(lo)])
+        except ValueError:
+            raise click.BadParameter(f"expected a list like {example!r}, got {value!r}") from None
+        bad = [v for v in out if not np.isfinite(v) or (minimum is not None and v < minimum)]
+        if not out or bad:
+            raise click.BadParameter(
+                f"every value must be a number >= {minimum:g}, got {value!r}"
+                if bad
+                else f"expected a list like {example!r}, got {value!r}"
+            )
+        return list(dict.fromkeys(out))
+
+    return parse
+
+
+@_command(main)
+@click.argument("sources", metavar="SOURCE...", nargs=-1, required=True)
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config,
+    help="TOML or YAML file of these options (n_groups = [1, 2, 3], bin_size, ...); options "
+    "on the command line win.",
+)
+@_data_options
+@_remote_options
+@click.option(
+    "--n-groups",
+    default="2",
+    show_default=True,
+    callback=_number_list(int, 1, "1,2,3"),
+    help="G values, e.g. 1,2,3 or 1-3.",
+)
+@click.option(
+    "--group-rank",
+    default="3",
+    show_default=True,
+    callback=_number_list(int, 1, "1,2,3"),
+    help="H values, e.g. 1-3.",
+)
+@click.option(
+    "--beta",
+    default="20",
+    show_default=True,
+    callback=_number_list(float, 0, "0,5,20"),
+    help="Partial-correlation weights, e.g. 0,5,20.",
+)
+@click.option(
+    "--seeds",
+    default="0",
+    show_default=True,
+    callback=_number_list(int, None, "0-4"),
+    help="Seeds, e.g. 0-4 or 0,2,7.",
+)
+@click.option("--alpha", type=float, default=0.0, show_default=True, help="Block-diag. weight.")
+@click.option(
+    "--observation",
+    type=click.Choice(["auto", "gaussian", "poisson"]),
+    default="auto",
+    show_default=True,
+    help="auto: poisson for spikes, gaussian for imaging.",
+)
+@click.option("--encoder", type=click.Choice(["linear", "mlp"]), default="linear")
+@click.option("--decoder", type=click.Choice(["linear", "mlp"]), default="linear")
+@click.option("--smoothing", type=float, default=None, help="Encoder input smoothing (bins).")
+@click.option("--epochs", "max_epochs", type=int, default=100, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--n-init", type=int, default=4, show_default=True, help="Restarts.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i].")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Sweep directory: fits/<key>.nwb and .json per fit, summary.csv.",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="An existing Ray cluster (ray://head:10001, auto); default: a local Ray instance.",
+)
+@click.option("--num-cpus", type=click.IntRange(min=1), default=None, help="Local Ray CPUs.")
+@click.option(
+    "--gpus-per-fit",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="GPUs each Ray task reserves (with --device cuda).",
+)
+@click.option("--serial", is_flag=True, help="No Ray: one fit after another in this process.")
+def sweep(sources: tuple[str, ...], **kw) -> None:
+    """Fit every (G, H, beta, seed) to every SOURCE, each fit a Ray task; a summary table.
+
+    SOURCE: local files and globs ('sessions/*.nwb'), DANDI assets, whole dandisets
+    (DANDI:000128) and globs over a dandiset's assets ('DANDI:000128/sub-*/*.nwb').  Every
+    fit trains on the even time steps and is scored on the odd ones; its results go into
+    DIR/fits/<key>.nwb and the table into DIR/summary.csv.  Finished fits are skipped when
+    the command is run again; failed ones are retried.  Then: nwb-facrnn select DIR.
+
+    \b
+    Ray (pip install 'nwb-facrnn[distributed]'): a local instance with all CPUs (--num-cpus)
+    or a cluster (--address; nwb-facrnn installed on its workers, DIR on storage they share).
+    Without Ray, or with --serial, the fits run one after another, with the same results.
+    Exit code 0 when at least one fit finished (failed ones are listed), 2 when none did.
+    """
+    from .sweep import expand_sources, plan_sweep, ray_available, run_sweep, write_summary
+
+    out_dir: Path = kw.pop("output")
+    address, num_cpus = kw.pop("address"), kw.pop("num_cpus")
+    gpus, serial = kw.pop("gpus_per_fit"), kw.pop("serial")
+    grid = {k: kw.pop(k) for k in ("n_groups", "group_rank", "beta", "seeds")}
+    read_options = _read_kwargs(kw)
+    api_url = kw.pop("dandi_api_url")
+    read_options.update(dandi_api_url=api_url, cache=not kw.pop("no_cache"))
+    read_options["download"] = kw.pop("download")
+    if serial and address:
+        raise click.BadParameter("--serial runs without Ray; drop --address", param_hint="--serial")
+    try:
+        found = expand_sources(sources, api_url)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="SOURCE") from None
+    specs = plan_sweep(found, **grid, read_options=read_options, fit_options=kw)
+    use_ray = not serial and (address is not None or ray_available())
+    where = (
+        f"Ray cluster {address}"
+        if address
+        else f"a local Ray instance ({num_cpus or 'all'} CPUs)"
+        if use_ray
+        else "this process, one after another" + ("" if serial else " (Ray is not installed)")
+    )
+    grid_text = ", ".join(
+        f"{k} {','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vals)}"
+        for k, vals in grid.items()
+    )
+    console.print(
+        f"[bold]sweep[/]: {len(found)} source(s) x ({escape(grid_text)}) = {len(specs)} fits "
+        f"on {where} -> {out_dir}"
+    )
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("fits", total=len(specs))
+
+        def advance(row: dict) -> None:
+            state = "reused" if row.get("reused") else row["status"]
+            progress.update(task, advance=1, description=f"{row['key']} ({state})")
+
+        try:
+            rows = run_sweep(
+                specs,
+                out_dir,
+                address=address,
+                num_cpus=num_cpus,
+                backend="ray" if use_ray else "serial",
+                gpus_per_fit=gpus,
+                on_result=advance,
+            )
+        except ImportError as err:  # Ray or its client is not installed
+            raise click.UsageError(str(err)) from None
+    path = write_summary(rows, out_dir)
+    console.print(_sweep_table(rows, several=len(found) > 1))
+    failed = [r for r in rows if r["status"] != "ok"]
+    reused = sum(bool(r.get("reused")) for r in rows)
+    console.print(
+        f"{len(rows)} fits: {len(rows) - len(failed) - reused} run, {reused} finished "
+        f"before (skipped), {len(failed)} failed"
+    )
+    for row in failed:
+        console.print(f"[red]failed[/] {row['key']}: {escape(str(row.get('error')))}")
+    console.print(f"summary: {path}")
+    if len(failed) == len(rows):
+        first = escape(str(failed[0].get("error")))
+        errors.print(
+            f"[red]error:[/] every fit failed (the first: {first}); all errors are in {path}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        sys.exit(2)
+    if failed:
+        console.print("[yellow]run the same command again to retry the failed fits[/]")
+    console.print(f"choose (G, H, beta): nwb-facrnn select {out_dir}")
+
+
+def _fmt(value, digits: int = 3) -> str:
+    """A metric for a table cell: ``-`` when missing."""
+    if value is None:
+        return "-"
+    try:
+        return f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _sweep_table(rows: list[dict], several: bool) -> Table:
+    from .sweep import source_stem, summary_columns
+
+    decoding = [c for c in summary_columns(rows) if c.endswith("_decoding_r2")]
+    table = Table(title="Sweep (held-out: odd time steps)", title_justify="left")
+    if several:
+        table.add_column("source")
+    for col in ("G", "H", "beta", "seed"):
+        table.add_column(col, justify="right")
+    table.add_column("status")
+    for label in ("held-out LL (nats/step)", "PC (nats)", "recon R²"):
+        table.add_column(label, justify="right")
+    for col in decoding:
+        table.add_column(f"{col[: -len('_decoding_r2')]} decoding R²", justify="right")
+    table.add_column("epochs", justify="right")
+    table.add_column("fit (s)", justify="right")
+    for r in rows:
+        ok = r["status"] == "ok"
+        cells = [] if not several else [escape(source_stem(r["source"]))]
+        cells += [str(r["n_groups"]), str(r["group_rank"]), f"{r['beta']:g}", str(r["seed"])]
+        cells.append("ok" if ok else "[red]failed[/]")
+        metrics = ("heldout_log_likelihood", "heldout_partial_correlation")
+        cells += [_fmt(r.get(k)) for k in (*metrics, "heldout_reconstruction_r2", *decoding)]
+        cells += [_fmt(r.get("n_epochs"), 0), _fmt(r.get("fit_time_s"), 1)]
+        table.add_row(*cells)
+    return table
+
+
+@_command(main, "select")
+@click.argument("summary", metavar="DIR|SUMMARY.csv", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--pc-threshold",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.1,
+    show_default=True,
+    help="Disentangled: mean partial correlation between groups below this (nats).",
+)
+@click.option(
+    "--rule",
+    type=click.Choice(["best", "one-se"]),
+    default="best",
+    show_default=True,
+    help="best: highest mean held-out LL; one-se: fewest latents within one standard error.",
+)
+def select_command(summary: Path, pc_threshold: float, rule: str) -> None:
+    """Choose (G, H, beta) from a sweep: the highest mean held-out log-likelihood among the
+    configurations whose groups are disentangled (partial correlation under a threshold)."""
+    from .sweep import read_summary, select_model
+
+    rows = read_summary(summary)
+    sel = select_model(rows, pc_threshold=pc_threshold, rule=rule.replace("-", "_"))
+    decoding = [k for k in sel.table[0] if k.endswith("_decoding_r2_mean")]
+    table = Table(
+        title=f"Model selection ({len(rows)} fits; held-out: odd time steps; disentangled: "
+        f"PC < {pc_threshold:g} nats)",
+        title_justify="left",
+    )
+    for col in ("G", "H", "beta", "K", "fits"):
+        table.add_column(col, justify="right")
+    for label in ("held-out LL (nats/step)", "PC (nats)", "recon R²"):
+        table.add_column(label, justify="right")
+    for key in decoding:
+        table.add_column(f"{key[: -len('_decoding_r2_mean')]} decoding R²", justify="right")
+    table.add_column("eligible")
+    table.add_column("")
+    for r in sel.table:
+        fits = str(r["n_fits"]) + (f" ({r['n_failed']} failed)" if r["n_failed"] else "")
+        ll = f"{_fmt(r['heldout_log_likelihood_mean'])} ± {_fmt(r['heldout_log_likelihood_std'])}"
+        cells = [str(r["n_groups"]), str(r["group_rank"]), f"{r['beta']:g}", str(r["n_latents"])]
+        cells += [fits, ll, _fmt(r["heldout_partial_correlation_mean"])]
+        cells += [_fmt(r["heldout_reconstruction_r2_mean"]), *(_fmt(r[k]) for k in decoding)]
+        cells += ["yes" if r["eligible"] else f"no: {r['reason']}"]
+        cells += ["[bold green]◀ chosen[/]" if r["chosen"] else ""]
+        table.add_row(*cells, style="bold" if r["chosen"] else None)
+    console.print(table)
+    c = sel.choice
+    console.print(
+        f"[bold]chosen[/]: G = {c['n_groups']}, H = {c['group_rank']}, beta = {c['beta']:g} "
+        f"(held-out LL {c['heldout_log_likelihood_mean']:.3f} nats/step, partial correlation "
+        f"{c['heldout_partial_correlation_mean']:.3f} nats, {c['n_fits']} fits; rule {rule})"
+    )
+    for source in sel.ignored_sources:
+        console.print(f"[yellow]left out[/] (no fit of it finished): {escape(source)}")
+    config = (c["n_groups"], c["group_rank"], c["beta"])
+    mine = [
+        r
+        for r in rows
+        if r.get("status") == "ok" and (r["n_groups"], r["group_rank"], r["beta"]) == config
+    ]
+    top = max(mine, key=lambda r: r[sel.metric])
+    sources = sorted({r["source"] for r in mine})
+    console.print(
+        "fit it: " + escape(_fit_command(top, sources[0] if len(sources) == 1 else "SOURCE")),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if len(sources) == 1:
+        console.print(
+            f"or use the sweep's best fit of it (seed {top['seed']}): "
+            f'nwb_facrnn.read_results("{top["path"]}", name="{top["fit_name"]}")',
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _fit_command(row: dict, source: str) -> str:
+    """The ``nwb-facrnn fit`` command line of a sweep's fit (its options from its JSON row)."""
+    import json
+    import shlex
+
+    from .sweep import changed_options
+
+    command = ["nwb-facrnn", "fit", source, "--n-groups", str(row["n_groups"])]
+    command += ["--group-rank", str(row["group_rank"]), "--beta", f"{row['beta']:g}"]
+    try:
+        stored = json.loads((Path(row["path"]).parent / f"{row['key']}.json").read_text())
+        read, fit_opts = changed_options(stored["read_options"], stored["fit_options"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return shlex.join(command) + "  (with the sweep's data and fit options)"
+    command += ["--seed", str(row["seed"])]
+    flags = {"max_epochs": "--epochs"}
+    for key, value in {**read, **fit_opts}.items():
+        flag = flags.get(key, "--" + key.replace("_", "-"))
+        if key == "trials" and value is False:
+            command.append("--no-trials")
+        elif value is True:
+            command.append(flag)
+        elif isinstance(value, dict):  # a selection given from Python
+            command += [flag, ", ".join(f"{k} == {v!r}" for k, v in value.items())]
+        elif key == "behavior":
+            for name in [value] if isinstance(value, str) else value:
+                command += [flag, str(name)]
+        elif isinstance(value, list | tuple):
+            command += [flag, *(f"{v:g}" if isinstance(v, float) else str(v) for v in value)]
+        else:
+            command += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return shlex.join(command)
+
+
 def open_in_napari(file: Path, name: str | None = None):
     """A napari viewer on ``file`` through the napari-facrnn plugin (found by napari's plugin
     discovery, so this package never imports the plugin)."""
