@@ -401,6 +401,14 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i].")
 @click.option(
+    "--devices",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train data-parallel in N processes: N GPUs from --device (cuda:i..cuda:i+N-1, "
+    "nccl) or N CPU processes (gloo); same result as 1 process within float tolerance.",
+)
+@click.option(
     "--output",
     type=click.Path(path_type=Path),
     help="Results file (default: <source stem>_facrnn.nwb next to the source).",
@@ -444,11 +452,17 @@ def fit(source: str, **kw) -> None:
     )
     if kw["observation"] == "auto":
         kw["observation"] = "poisson" if data.modality == "spikes" else "gaussian"
-    console.print(f"[bold]data[/]: {escape(repr(data))}")
-    model = FacRNN(**kw, progress=True)
+    # under torchrun every process runs this command; rank 0 alone reports and writes
+    primary = _launcher_rank() == 0
+    if primary:
+        console.print(f"[bold]data[/]: {escape(repr(data))}")
+    model = FacRNN(**kw, progress=primary)
     dest, name = check_destination(model, data, **output)  # refuse now, not after the fit
-    console.print(f"[bold]writes[/]: {dest} ({name})")
+    if primary:
+        console.print(f"[bold]writes[/]: {dest} ({name})")
     model.fit(data)
+    if not primary:
+        return
     decoding = {}
     if data.behavior:
         scores = behavior_decoding_r2(model.transform(data), data.behavior, seed=model.seed)
@@ -458,6 +472,17 @@ def fit(source: str, **kw) -> None:
     _print_fit(model, res, path)
     if figures is not None:
         _print_report(_report(res, figures))
+
+
+def _launcher_rank() -> int:
+    """This process's rank when a launcher such as ``torchrun`` started several (``RANK``),
+    else 0."""
+    import os
+
+    try:
+        return int(os.environ.get("RANK", "0")) if "WORLD_SIZE" in os.environ else 0
+    except ValueError:
+        return 0
 
 
 #: How the summary table names the stored metrics.

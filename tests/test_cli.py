@@ -201,3 +201,17 @@ def test_help_lists_every_command():
     for option in ("--align", "--window", "--seed", "--output", "--config", "--figures"):
         assert option in fit_help
     assert all(o in fit_help for o in ("--debug", "--device", "--epochs", "--batch-size"))
+
+
+def test_under_torchrun_only_rank_0_writes(spiking_fit, tmp_path, monkeypatch):
+    """Every process torchrun starts runs the command; the others train and stay quiet."""
+    session, _ = spiking_fit
+    out = tmp_path / "ranked.nwb"
+    args = ["fit", str(session), "--epochs", "1", "--n-init", "1", "--output", str(out)]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    text = _invoke(args)  # devices=1: each process fits on its own
+    assert text == "" and not out.exists()
+    monkeypatch.setenv("RANK", "0")
+    text = _invoke(args)
+    assert f"results: {out}" in text and read_results(out).params["max_epochs"] == 1

@@ -8,6 +8,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from .modules import NONLINEARITIES, OUTPUT_ACTIVATIONS, LowRankRNNVAE
 from .training import (
     TERMS,
     Objective,
+    TrainResult,
     load_copy,
     random_rotation,
     reduced_rank_regression,
@@ -116,6 +118,21 @@ class FacRNN:
         Makes the fit reproducible (on CPU, bit for bit).
     device : {"auto", "cpu", "cuda", ...}
         ``"auto"`` uses CUDA when available.
+    devices : int
+        Processes to train with, data-parallel (``torch.distributed``): every
+        process holds all the data and computes its part of every minibatch,
+        and the gradients are summed, so the fit equals the one-process fit
+        within float tolerance (see :mod:`nwb_facrnn.model.distributed`).  On
+        ``cuda:i``, rank ``r`` trains on ``cuda:(i + r)`` (``nccl``); on the
+        CPU, ``devices`` processes share the cores (``gloo``).  ``1`` (the
+        default) trains in this process.  With ``devices > 1`` a script must
+        guard its entry point with ``if __name__ == "__main__":`` (workers are
+        started with the spawn method).  Under ``torchrun`` (or in an
+        initialised process group), ``devices`` equal to the world size trains
+        across the launched processes instead of spawning (each process calls
+        ``fit`` with the same data and gets the same model; ``device="auto"``
+        or ``"cuda"`` then means ``cuda:LOCAL_RANK``), and ``devices=1`` fits
+        independently in every process.
     progress : bool
         Show a progress bar with the loss terms.
 
@@ -169,6 +186,7 @@ class FacRNN:
         n_iter_no_change: int = 50,
         seed: int = 0,
         device: str = "auto",
+        devices: int = 1,
         progress: bool = True,
     ):
         self.n_groups = n_groups
@@ -194,6 +212,7 @@ class FacRNN:
         self.n_iter_no_change = n_iter_no_change
         self.seed = seed
         self.device = device
+        self.devices = devices
         self.progress = progress
 
     # ------------------------------------------------------------------ params
@@ -248,7 +267,7 @@ class FacRNN:
         def is_int(v: Any) -> bool:
             return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
-        for name in ("n_groups", "group_rank", "n_init", "max_epochs", "batch_size"):
+        for name in ("n_groups", "group_rank", "n_init", "max_epochs", "batch_size", "devices"):
             v = getattr(self, name)
             check(is_int(v) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
         check(self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}")
@@ -351,7 +370,7 @@ class FacRNN:
             raise ValueError("observation='poisson' needs non-negative counts in X")
         u = inputs_like(inputs, seqs)
         step = step_mask_like(step_mask, seqs)
-        device = self._torch_device()
+        parallel, device = self._parallel_plan()
         start = time.perf_counter()
         self.observed_mean_ = observed_mean(seqs, observed)
         data = make_transitions(
@@ -376,7 +395,8 @@ class FacRNN:
         module = self._new_module(self.n_init).to(device)
         self._initialize(module, data)
         objective = self._objective()
-        result = train(
+        result = self._train(
+            parallel,
             module,
             objective,
             data,
@@ -410,19 +430,80 @@ class FacRNN:
         self.fit_time_ = time.perf_counter() - start
         return self
 
+    def _parallel_plan(self) -> tuple[str, torch.device]:
+        """How ``fit`` trains, and on which device: ``("single", d)`` in this process,
+        ``("spawn", d)`` in ``devices`` new processes, ``("group", d)`` across the
+        processes of a ``torchrun`` launch.  Refuses impossible plans (ValueError)
+        before any data moves to the device."""
+        device = self._torch_device()
+        if self.devices == 1:
+            return "single", device
+        from . import distributed
+
+        world = distributed.launched_world_size()
+        if world > 1:
+            if self.devices != world:
+                raise ValueError(
+                    f"devices={self.devices}, but this process is one of {world} launched "
+                    f"processes (torchrun or an initialised process group): use devices={world} "
+                    "to train across them, or devices=1 for an independent fit in each"
+                )
+            if device.type == "cuda" and device.index is None:
+                device = torch.device("cuda", distributed.local_rank())
+            return "group", device
+        distributed.check_devices(self.devices, device)
+        return "spawn", device
+
+    def _train(
+        self,
+        parallel: str,
+        module: LowRankRNNVAE,
+        objective: Objective,
+        data: Transitions,
+        **kwargs: Any,
+    ) -> TrainResult:
+        """Run the training loop in this process, in spawned workers, or in the launched group."""
+        if parallel == "single":
+            return train(module, objective, data, **kwargs)
+        from . import distributed
+
+        if parallel == "spawn":
+            result = distributed.train_spawned(
+                module,
+                self._module_kwargs(module.n_copies),
+                objective,
+                data,
+                devices=self.devices,
+                **kwargs,
+            )
+        else:
+            result = distributed.train_in_group(module, objective, data, **kwargs)
+        if result.rank_divergence:
+            warnings.warn(
+                f"data-parallel fit: the {self.devices} processes' parameters drifted apart by "
+                f"up to {result.rank_divergence:.3g}: the gradient reduction was not identical "
+                "on every process (spawned workers return rank 0's parameters)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return result
+
+    def _module_kwargs(self, n_copies: int) -> dict[str, Any]:
+        return {
+            "n_copies": n_copies,
+            "n_neurons": self.n_features_in_,
+            "n_latents": self.n_latents,
+            "observation": self.observation,
+            "encoder": self.encoder,
+            "decoder": self.decoder,
+            "hidden_size": self.hidden_size,
+            "nonlinearity": self.nonlinearity,
+            "output_activation": self.output_activation,
+            "seed": self.seed,
+        }
+
     def _new_module(self, n_copies: int) -> LowRankRNNVAE:
-        return LowRankRNNVAE(
-            n_copies,
-            self.n_features_in_,
-            self.n_latents,
-            observation=self.observation,
-            encoder=self.encoder,
-            decoder=self.decoder,
-            hidden_size=self.hidden_size,
-            nonlinearity=self.nonlinearity,
-            output_activation=self.output_activation,
-            seed=self.seed,
-        )
+        return LowRankRNNVAE(**self._module_kwargs(n_copies))
 
     def _init_kind(self) -> str:
         if self.init != "auto":

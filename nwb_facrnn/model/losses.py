@@ -66,7 +66,14 @@ def kl_to_standard_normal(mu: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def partial_correlation(
-    z: torch.Tensor, mu: torch.Tensor, sigma: float, n_groups: int, dataset_size: int
+    z: torch.Tensor,
+    mu: torch.Tensor,
+    sigma: float,
+    n_groups: int,
+    dataset_size: int,
+    *,
+    offset: int = 0,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Minibatch estimate of the partial correlation of the aggregated posterior.
 
@@ -79,53 +86,88 @@ def partial_correlation(
     ``(n - 1)/n`` (exact when the minibatch is the whole dataset).  With
     ``n_groups = K`` this is the total correlation.
 
+    The query samples ``z`` may be a contiguous part of the minibatch whose
+    means ``mu`` are all given: ``z[:, i]`` is minibatch sample ``offset + i``
+    (its own component is ``mu[:, offset + i]``).  Data-parallel training
+    evaluates each process's samples against the gathered means of the whole
+    minibatch this way; the per-sample values do not depend on how the
+    minibatch is split.
+
     Parameters
     ----------
-    z : torch.Tensor, shape (R, M, K)
-        Samples from the encoder.
+    z : torch.Tensor, shape (R, m, K)
+        Encoder samples of minibatch samples ``offset .. offset + m - 1``
+        (``m = M``, ``offset = 0``: the whole minibatch).
     mu : torch.Tensor, shape (R, M, K)
-        Encoder means.
+        Encoder means of the whole minibatch (the mixture components).
     sigma : float
         Encoder standard deviation (shared, isotropic).
     n_groups : int
         ``G``; the ``K`` dims form ``G`` contiguous groups of ``K / G``.
     dataset_size : int
         Number of training samples ``n``.
+    offset : int
+        Minibatch index of the first query sample, ``0 <= offset <= M - m``.
+    reduction : {"mean", "sum", "none"}
+        Mean or sum over the ``m`` query samples, or the per-sample values.
 
     Returns
     -------
-    torch.Tensor, shape (R,)
+    torch.Tensor, shape (R,), or (R, m) with ``reduction="none"``
         Estimated partial correlation in nats.
     """
     r, m, k = z.shape
+    m_ref = mu.shape[1]
+    if not 0 <= offset <= m_ref - m:
+        raise ValueError(f"query samples {offset}..{offset + m} outside the {m_ref} means")
     h = k // n_groups
     # log N(z_i; mu_j, sigma^2) = -|z_i|^2/2s^2 + (z_i . mu_j - |mu_j|^2/2) / s^2 + const.  The
     # |z_i|^2 and constant terms are the same for the joint and the product of the groups, so
     # they cancel in PC and only the cross terms are formed: one batched matmul per group.
     inv_var = 1.0 / sigma**2
-    zg = z.reshape(r, m, n_groups, h).transpose(1, 2)  # (R, G, M, H)
-    mg = mu.reshape(r, m, n_groups, h).transpose(1, 2)
+    zg = z.reshape(r, m, n_groups, h).transpose(1, 2)  # (R, G, m, H)
+    mg = mu.reshape(r, m_ref, n_groups, h).transpose(1, 2)  # (R, G, M, H)
     half_sq = (-0.5 * inv_var) * mg.pow(2).sum(-1).unsqueeze(-2)  # (R, G, 1, M_j)
     cross = torch.baddbmm(
-        half_sq.reshape(r * n_groups, 1, m),
+        half_sq.reshape(r * n_groups, 1, m_ref),
         zg.reshape(r * n_groups, m, h),
-        mg.reshape(r * n_groups, m, h).mT,
+        mg.reshape(r * n_groups, m_ref, h).mT,
         alpha=inv_var,
-    ).reshape(r, n_groups, m, m)  # (R, G, M_i, M_j)
-    joint = cross.sum(1)  # (R, M_i, M_j)
-    log_w = _mws_log_weights(m, dataset_size, z.device, z.dtype)
-    log_q_joint = torch.logsumexp(joint + log_w, dim=-1)  # (R, M)
-    log_q_groups = torch.logsumexp(cross + log_w, dim=-1)  # (R, G, M)
-    return (log_q_joint - log_q_groups.sum(1)).mean(-1)
+    ).reshape(r, n_groups, m, m_ref)  # (R, G, m_i, M_j)
+    joint = cross.sum(1)  # (R, m_i, M_j)
+    log_w = _mws_log_weights(m_ref, dataset_size, z.device, z.dtype, rows=(offset, m))
+    log_q_joint = torch.logsumexp(joint + log_w, dim=-1)  # (R, m)
+    log_q_groups = torch.logsumexp(cross + log_w, dim=-1)  # (R, G, m)
+    per_sample = log_q_joint - log_q_groups.sum(1)  # (R, m)
+    if reduction == "mean":
+        return per_sample.mean(-1)
+    if reduction == "sum":
+        return per_sample.sum(-1)
+    if reduction == "none":
+        return per_sample
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def _mws_log_weights(m: int, n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(M, M) log mixture weights of minibatch-weighted sampling."""
+def _mws_log_weights(
+    m: int,
+    n: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    rows: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Log mixture weights of minibatch-weighted sampling, shape (rows, M).
+
+    ``m`` is the minibatch size ``M``; ``rows = (offset, count)`` keeps the rows of
+    query samples ``offset .. offset + count - 1`` (default: all ``M``), whose own
+    component sits at column ``offset + i``.
+    """
     n = max(n, m)
     own = -math.log(n)
     other = math.log(n - 1) - math.log(n) - math.log(m - 1) if m > 1 else -math.inf
-    w = torch.full((m, m), other, device=device, dtype=dtype)
-    w.fill_diagonal_(own)
+    offset, count = (0, m) if rows is None else rows
+    w = torch.full((count, m), other, device=device, dtype=dtype)
+    i = torch.arange(count, device=device)
+    w[i, i + offset] = own
     return w
 
 

@@ -3,16 +3,22 @@
 Training is a lean loop over device-resident tensors: the model is small, so
 the per-step cost is dominated by framework overhead, and all restarts
 (``n_init``) are trained at once as one batched model (see
-:mod:`nwb_facrnn.model.modules`).  The loop only needs ``module``, an
-optimiser and index tensors, so it can be wrapped by
-``torch.nn.parallel.DistributedDataParallel`` for data-parallel training.
+:mod:`nwb_facrnn.model.modules`).
+
+Data-parallel training over several processes (``FacRNN(devices=N)``, see
+:mod:`nwb_facrnn.model.distributed`) runs this same loop with a ``shard``: every
+process draws the same global minibatch and encoder noise, computes the loss
+terms of its contiguous part of the minibatch, and the gradients are summed
+across processes before every (identical) Adam step.  Without a shard the loop
+is exactly the one-process loop.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -32,6 +38,57 @@ from .modules import LowRankRNNVAE
 TERMS = ("total", "reconstruction", "kl", "pc", "bd")
 
 
+@dataclass(frozen=True)
+class BatchPart:
+    """This process's contiguous part of a global minibatch (data-parallel training).
+
+    Attributes
+    ----------
+    start, stop : int
+        The part is samples ``start .. stop - 1`` of the global minibatch.
+    sizes : tuple of int
+        Samples of every process's part, in rank order (they sum to ``batch_size``).
+    world_size : int
+        Number of processes.
+    gather : callable
+        ``gather(mu)`` maps this part's encoder means (R, stop - start, K) to those of
+        the whole minibatch (R, batch_size, K), differentiably: the backward pass
+        returns to every process the gradient of all processes' losses with respect
+        to its own means.
+    """
+
+    start: int
+    stop: int
+    sizes: tuple[int, ...]
+    world_size: int
+    gather: Callable[[torch.Tensor], torch.Tensor]
+
+    @property
+    def batch_size(self) -> int:
+        """``M``, samples in the global minibatch."""
+        return sum(self.sizes)
+
+
+class Shard(Protocol):
+    """What :func:`train` needs of a process group (see
+    :class:`nwb_facrnn.model.distributed.ProcessShard`)."""
+
+    rank: int
+    world_size: int
+
+    def part(self, batch_size: int) -> BatchPart:
+        """This process's part of a global minibatch of ``batch_size`` samples."""
+        ...
+
+    def sum_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
+        """Replace every parameter's gradient by its sum over the processes."""
+        ...
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum ``tensor`` over the processes in place (identical result on every rank)."""
+        ...
+
+
 @dataclass
 class Objective:
     """Weights and constants of the FacRNN objective."""
@@ -44,25 +101,84 @@ class Objective:
     alpha: float = 0.0
 
     def terms(
-        self, module: LowRankRNNVAE, batch: Transitions, gen: torch.Generator | None
+        self,
+        module: LowRankRNNVAE,
+        batch: Transitions,
+        gen: torch.Generator | None,
+        part: BatchPart | None = None,
     ) -> torch.Tensor:
-        """Loss terms per copy, shape (5, R), in the order of :data:`TERMS`."""
+        """Loss terms per copy, shape (5, R), in the order of :data:`TERMS`.
+
+        Parameters
+        ----------
+        module : LowRankRNNVAE
+        batch : Transitions
+            The minibatch, of ``M`` samples; with ``part``, this process's part of it.
+        gen : torch.Generator or None
+            Draws the encoder noise, shape (R, M, K), for the whole minibatch.
+        part : BatchPart, optional
+            Data-parallel training: ``batch`` is samples ``part.start .. part.stop - 1``
+            of a global minibatch of ``part.batch_size`` samples.  The returned terms
+            are then this process's share: per-sample terms summed over its samples
+            and divided by the global ``M``, parameter-only terms (BD) divided by the
+            number of processes, so that the sum over processes is the one-process
+            value.
+
+        Returns
+        -------
+        torch.Tensor, shape (5, R)
+            Minibatch means (nats per sample) of total, reconstruction, KL, PC and BD.
+        """
         mu = module.encode(batch.prev)
-        eps = torch.randn(mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
+        if part is None:
+            eps = torch.randn(mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
+        else:  # the same draw as one process makes for the whole minibatch, then our slice
+            shape = (mu.shape[0], part.batch_size, mu.shape[2])
+            eps = torch.randn(shape, generator=gen, device=mu.device, dtype=mu.dtype)
+            eps = eps[:, part.start : part.stop]
         z = mu + self.sigma * eps
         out = module.decode(z, batch.inputs)
         if module.observation == "poisson":
-            rec = poisson_nll(batch.curr, out, batch.weight).mean(-1)
+            rec = poisson_nll(batch.curr, out, batch.weight)
         else:
-            rec = gaussian_nll(batch.curr, out, module.log_std, batch.weight).mean(-1)
-        kl = kl_to_standard_normal(mu, self.sigma).mean(-1)
-        zero = rec.new_zeros(rec.shape)
-        pc = (
-            partial_correlation(z, mu, self.sigma, self.pc_groups, self.dataset_size)
-            if self.beta > 0 and z.shape[1] > 1
-            else zero
-        )
-        bd = block_offdiag_penalty(module.B, module.A, self.bd_groups) if self.alpha > 0 else zero
+            rec = gaussian_nll(batch.curr, out, module.log_std, batch.weight)
+        kl = kl_to_standard_normal(mu, self.sigma)
+        if part is None:
+            rec, kl = rec.mean(-1), kl.mean(-1)
+            zero = rec.new_zeros(rec.shape)
+            pc = (
+                partial_correlation(z, mu, self.sigma, self.pc_groups, self.dataset_size)
+                if self.beta > 0 and z.shape[1] > 1
+                else zero
+            )
+            bd = (
+                block_offdiag_penalty(module.B, module.A, self.bd_groups)
+                if self.alpha > 0
+                else zero
+            )
+        else:
+            m = part.batch_size
+            rec, kl = rec.sum(-1) / m, kl.sum(-1) / m
+            zero = rec.new_zeros(rec.shape)
+            pc = (
+                partial_correlation(
+                    z,
+                    part.gather(mu),
+                    self.sigma,
+                    self.pc_groups,
+                    self.dataset_size,
+                    offset=part.start,
+                    reduction="sum",
+                )
+                / m
+                if self.beta > 0 and m > 1
+                else zero
+            )
+            bd = (
+                block_offdiag_penalty(module.B, module.A, self.bd_groups) / part.world_size
+                if self.alpha > 0
+                else zero
+            )
         total = rec + kl + self.beta * pc + self.alpha * bd
         return torch.stack([total, rec, kl, pc, bd])
 
@@ -81,6 +197,10 @@ class TrainResult:
         Terms of the final model on the training (or validation) samples.
     n_epochs : int
     stopped_early : bool
+    rank_divergence : float or None
+        Data-parallel training only: the largest absolute difference between the
+        processes' final parameters (0.0 when they stayed in lockstep, as they
+        should); None for one process.
     """
 
     history: np.ndarray
@@ -88,6 +208,7 @@ class TrainResult:
     final: np.ndarray
     n_epochs: int
     stopped_early: bool = False
+    rank_divergence: float | None = None
 
 
 @torch.no_grad()
@@ -150,16 +271,41 @@ def random_rotation(k: int, gen: torch.Generator) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate(
-    module: LowRankRNNVAE, objective: Objective, data: Transitions, batch_size: int, seed: int
+    module: LowRankRNNVAE,
+    objective: Objective,
+    data: Transitions,
+    batch_size: int,
+    seed: int,
+    shard: Shard | None = None,
 ) -> np.ndarray:
-    """Mean loss terms over ``data`` with fixed noise; (5, R)."""
+    """Mean loss terms over ``data`` with fixed noise; (5, R).
+
+    With ``shard`` (data-parallel training) every process evaluates its part of
+    each chunk and the sums are reduced, so every process gets the same array.
+    """
     gen = torch.Generator(device=data.prev.device).manual_seed(seed)
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     chunks = torch.tensor_split(
         perm.to(data.prev.device), max(1, math.ceil(len(data) / batch_size))
     )
-    acc = sum(objective.terms(module, data.subset(i), gen) * len(i) for i in chunks)
-    return (acc / len(data)).cpu().numpy()
+    if shard is None:
+        acc = sum(objective.terms(module, data.subset(i), gen) * len(i) for i in chunks)
+        return (acc / len(data)).cpu().numpy()
+    acc = sum(_part_terms(objective, module, data, i, gen, shard) * len(i) for i in chunks)
+    return (shard.all_reduce(acc) / len(data)).cpu().numpy()
+
+
+def _part_terms(
+    objective: Objective,
+    module: LowRankRNNVAE,
+    data: Transitions,
+    idx: torch.Tensor,
+    gen: torch.Generator,
+    shard: Shard,
+) -> torch.Tensor:
+    """This process's share (5, R) of the terms of the global minibatch ``data[idx]``."""
+    part = shard.part(len(idx))
+    return objective.terms(module, data.subset(idx[part.start : part.stop]), gen, part)
 
 
 def train(
@@ -175,6 +321,7 @@ def train(
     n_iter_no_change: int = 50,
     progress: bool = True,
     callback: Callable[[int, np.ndarray], None] | None = None,
+    shard: Shard | None = None,
 ) -> TrainResult:
     """Train every copy of ``module`` on ``data`` with Adam.
 
@@ -186,6 +333,16 @@ def train(
         is restored to its best held-out state.
     callback : callable, optional
         Called as ``callback(epoch, terms)`` with the epoch's (5, R) terms.
+    shard : Shard, optional
+        Data-parallel training in a process group (see
+        :mod:`nwb_facrnn.model.distributed`).  Every process holds all of
+        ``data`` and the same ``module``; the permutation and the encoder noise
+        are drawn identically on every process, which computes its contiguous
+        part of every minibatch; the gradients are summed across processes
+        before each Adam step, so every process takes the step one process
+        would take (up to floating-point summation order), and the history,
+        validation and final terms are reduced so that every process gets the
+        same values (and the same early-stopping decisions).
     """
     device = data.prev.device
     n = len(data)
@@ -208,11 +365,18 @@ def train(
             perm = torch.randperm(n, generator=perm_gen).to(device)
             acc = torch.zeros(len(TERMS), module.n_copies, device=device)
             for idx in torch.tensor_split(perm, n_batches):
-                terms = objective.terms(module, data.subset(idx), noise_gen)
+                if shard is None:
+                    terms = objective.terms(module, data.subset(idx), noise_gen)
+                else:
+                    terms = _part_terms(objective, module, data, idx, noise_gen, shard)
                 opt.zero_grad(set_to_none=True)
                 terms[0].sum().backward()
+                if shard is not None:
+                    shard.sum_gradients(module.parameters())
                 opt.step()
                 acc += terms.detach() * len(idx)
+            if shard is not None:
+                shard.all_reduce(acc)
             sched.step()
             epoch_terms = (acc / n).cpu().numpy()
             history.append(epoch_terms)
@@ -222,7 +386,7 @@ def train(
                 best = int(np.argmin(epoch_terms[0]))
                 bar.set_postfix({t: f"{epoch_terms[i, best]:.3g}" for i, t in enumerate(TERMS)})
             if validation is not None:
-                val = evaluate(module, objective, validation, batch_size, seed)[0]
+                val = evaluate(module, objective, validation, batch_size, seed, shard)[0]
                 val_history.append(val)
                 if best_val is None:
                     best_val, best_state = val.copy(), _clone(module)
@@ -245,7 +409,7 @@ def train(
     return TrainResult(
         history=np.stack(history),
         val_history=np.stack(val_history) if val_history else None,
-        final=evaluate(module, objective, final_data, batch_size, seed),
+        final=evaluate(module, objective, final_data, batch_size, seed, shard),
         n_epochs=len(history),
         stopped_early=stopped,
     )
