@@ -276,6 +276,37 @@ def _data_options(fn):
     return fn
 
 
+def _model_options(fn):
+    """The FacRNN options ``fit`` and ``sweep`` share, with the Python names, dashed."""
+    opts = [
+        click.option(
+            "--alpha", type=float, default=0.0, show_default=True, help="Block-diag. weight."
+        ),
+        click.option(
+            "--observation",
+            type=click.Choice(["auto", "gaussian", "poisson"]),
+            default="auto",
+            show_default=True,
+            help="auto: poisson for spikes, gaussian for imaging.",
+        ),
+        click.option("--encoder", type=click.Choice(["linear", "mlp"]), default="linear"),
+        click.option("--decoder", type=click.Choice(["linear", "mlp"]), default="linear"),
+        click.option(
+            "--smoothing",
+            type=float,
+            default=None,
+            help="Encoder input smoothing (bins), e.g. 2 for spikes.",
+        ),
+        click.option("--epochs", "max_epochs", type=int, default=100, show_default=True),
+        click.option("--batch-size", type=int, default=128, show_default=True),
+        click.option("--n-init", type=int, default=4, show_default=True, help="Restarts."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i]."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
 def _read_kwargs(kw: dict) -> dict:
     """read_nwb keyword arguments from the data options."""
     out = {k: kw.pop(k) for k in list(kw) if k in _READ_NAMES}
@@ -379,27 +410,8 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None)
 @click.option("--n-groups", type=int, default=2, show_default=True, help="G, latent groups.")
 @click.option("--group-rank", type=int, default=3, show_default=True, help="H, rank per group.")
 @click.option("--beta", type=float, default=20.0, show_default=True, help="Partial-corr. weight.")
-@click.option("--alpha", type=float, default=0.0, show_default=True, help="Block-diag. weight.")
-@click.option(
-    "--observation",
-    type=click.Choice(["auto", "gaussian", "poisson"]),
-    default="auto",
-    show_default=True,
-    help="auto: poisson for spikes, gaussian for imaging.",
-)
-@click.option("--encoder", type=click.Choice(["linear", "mlp"]), default="linear")
-@click.option("--decoder", type=click.Choice(["linear", "mlp"]), default="linear")
-@click.option(
-    "--smoothing",
-    type=float,
-    default=None,
-    help="Encoder input smoothing (bins), e.g. 2 for spikes.",
-)
-@click.option("--epochs", "max_epochs", type=int, default=100, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--n-init", type=int, default=4, show_default=True, help="Restarts.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i].")
+@_model_options
 @click.option(
     "--devices",
     type=click.IntRange(min=1),
@@ -693,21 +705,7 @@ def _number_list(kind: type, minimum: float | None, example: str):
     callback=_number_list(int, None, "0-4"),
     help="Seeds, e.g. 0-4 or 0,2,7.",
 )
-@click.option("--alpha", type=float, default=0.0, show_default=True, help="Block-diag. weight.")
-@click.option(
-    "--observation",
-    type=click.Choice(["auto", "gaussian", "poisson"]),
-    default="auto",
-    show_default=True,
-    help="auto: poisson for spikes, gaussian for imaging.",
-)
-@click.option("--encoder", type=click.Choice(["linear", "mlp"]), default="linear")
-@click.option("--decoder", type=click.Choice(["linear", "mlp"]), default="linear")
-@click.option("--smoothing", type=float, default=None, help="Encoder input smoothing (bins).")
-@click.option("--epochs", "max_epochs", type=int, default=100, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--n-init", type=int, default=4, show_default=True, help="Restarts.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i].")
+@_model_options
 @click.option(
     "--output",
     "-o",
