@@ -531,15 +531,7 @@ def run_fit(
     if done is not None:
         return done
     start = time.perf_counter()
-    row: dict[str, Any] = {
-        "source": spec.source,
-        "key": spec.key,
-        "n_groups": spec.n_groups,
-        "group_rank": spec.group_rank,
-        "beta": spec.beta,
-        "seed": spec.seed,
-        "status": "failed",
-    }
+    row = _failed_row(spec)
     caught: list[warnings.WarningMessage] = []
     try:
         fits = fits_dir(out_dir)
@@ -842,9 +834,9 @@ def _run_ray(
             ray.shutdown()
 
 
-def _task_failure(spec: FitSpec, out: Path, err: BaseException) -> dict[str, Any]:
-    """The row of a task whose worker failed (the task itself never raises)."""
-    row: dict[str, Any] = {
+def _failed_row(spec: FitSpec) -> dict[str, Any]:
+    """A fit's row before it has finished: what it is, and ``status`` "failed"."""
+    return {
         "source": spec.source,
         "key": spec.key,
         "n_groups": spec.n_groups,
@@ -852,6 +844,13 @@ def _task_failure(spec: FitSpec, out: Path, err: BaseException) -> dict[str, Any
         "beta": spec.beta,
         "seed": spec.seed,
         "status": "failed",
+    }
+
+
+def _task_failure(spec: FitSpec, out: Path, err: BaseException) -> dict[str, Any]:
+    """The row of a task whose worker failed (the task itself never raises)."""
+    row = {
+        **_failed_row(spec),
         "error": _one_line(err),
         "read_options": spec.read_options,
         "fit_options": spec.fit_options,
