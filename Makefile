@@ -11,11 +11,11 @@ SYSTEM_PACKAGES := xvfb libxcb-icccm4 libxcb-keysyms1
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt napari_plugin/pyproject.toml
+$(STAMP): pyproject.toml constraints.txt napari_plugin/pyproject.toml ndx-facrnn/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
-		-e ".[dev,napari,distributed]" -e ./napari_plugin
+		-e ./ndx-facrnn -e ".[dev,napari,distributed]" -e ./napari_plugin
 	touch $(STAMP)
 
 # Installs the system packages when missing: with apt-get as root (as CI runs), otherwise

@@ -8,8 +8,8 @@ by held-out log-likelihood on the odd frames among the fits whose groups are dis
 
 Writes ``results/model_selection/`` (the session, ``sweep/fits/*.nwb``, ``sweep/summary.csv``
 and ``model_selection.md``) and prints the table, the choice and the wall time.
-Run: ``.venv/bin/python benchmarks/model_selection.py [--output DIR] [--num-cpus N]
-[--serial] [--epochs 40] [--seeds 0,1]``.
+Run: ``.venv/bin/python benchmarks/model_selection.py [--output-dir DIR] [--num-cpus N]
+[--serial] [--max-epochs 40] [--n-init 2] [--seeds 0,1]``.
 """
 
 from __future__ import annotations
@@ -38,18 +38,18 @@ GRID = {"n_groups": [1, 2, 3], "group_rank": [1, 2, 3], "beta": [20.0]}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=Path("results/model_selection"))
+    parser.add_argument("--output-dir", type=Path, default=Path("results/model_selection"))
     parser.add_argument("--num-cpus", type=int, default=None, help="Local Ray instance CPUs.")
     parser.add_argument("--serial", action="store_true", help="No Ray: one fit at a time.")
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--max-epochs", "--epochs", type=int, default=40)
     parser.add_argument("--n-init", type=int, default=2)
     parser.add_argument("--seeds", default="0,1")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
 
     start = time.perf_counter()
-    args.output.mkdir(parents=True, exist_ok=True)
-    session = args.output / "voltage_imaging.nwb"
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    session = args.output_dir / "voltage_imaging.nwb"
     if not session.exists():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -58,7 +58,7 @@ def main() -> None:
         [str(session)],
         seeds=seeds,
         read_options={"series": "DfOverF", "rois": {"accepted": True}},
-        fit_options={"max_epochs": args.epochs, "n_init": args.n_init},
+        fit_options={"max_epochs": args.max_epochs, "n_init": args.n_init},
         **GRID,
     )
     done = []
@@ -70,12 +70,12 @@ def main() -> None:
 
     rows = run_sweep(
         specs,
-        args.output / "sweep",
+        args.output_dir / "sweep",
         backend="serial" if args.serial else "auto",
         num_cpus=args.num_cpus,
         on_result=progress,
     )
-    summary = write_summary(rows, args.output / "sweep")
+    summary = write_summary(rows, args.output_dir / "sweep")
     wall = time.perf_counter() - start
     failed = [r for r in rows if r["status"] != "ok"]
     for r in failed:
@@ -88,19 +88,20 @@ def main() -> None:
     selection = select_model(rows)
     table = selection_markdown(selection)
     text = (
-        f"{table}\n\nChosen (highest mean held-out log-likelihood among the configurations "
+        f"{table}\n\nChosen (highest mean log_likelihood on the held-out steps among the "
+        "configurations "
         f"with partial correlation < {selection.pc_threshold:g} nats): "
         f"G = {selection.n_groups}, H = {selection.group_rank}, beta = {selection.beta:g}; "
         "ground truth G = "
         f"{TRUTH['n_groups']}, H = {TRUTH['group_rank']}.\n"
-        f"{len(rows)} fits ({args.epochs} epochs, {args.n_init} restarts, seeds {seeds}), "
+        f"{len(rows)} fits ({args.max_epochs} epochs, {args.n_init} restarts, seeds {seeds}), "
         f"wall time {wall:.0f} s.\n"
     )
     print()
     print(text)
     print("\n".join(lines))
-    (args.output / "model_selection.md").write_text(text)
-    print(f"summary: {summary}\ntable: {args.output / 'model_selection.md'}")
+    (args.output_dir / "model_selection.md").write_text(text)
+    print(f"summary: {summary}\ntable: {args.output_dir / 'model_selection.md'}")
     ok = (selection.n_groups, selection.group_rank) == (TRUTH["n_groups"], TRUTH["group_rank"])
     if not ok:
         raise SystemExit("the selection differs from the ground truth")

@@ -63,7 +63,7 @@ def main() -> None:
         "FacRNN": FacRNN(beta=20.0, **settings),
     }
     print(
-        f"{'model':7s} {'group latent R²':>15s} {'per group':>16s} {'partial corr':>12s} "
+        f"{'model':7s} {'group latent R²':>15s} {'per group':>16s} {'kernel PC':>12s} "
         f"{'sub-conn corr':>13s} {'held-out LL':>11s} {'fit':>7s}"
     )
     r2 = {}

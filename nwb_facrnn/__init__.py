@@ -4,8 +4,10 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING
 
-from .io import FitResults, NWBReadError, read_nwb, read_results, write_results
+from .errors import NWBReadError, OptionError, UserError
+from .io import FitResults, read_nwb, read_results
 from .neural_data import NeuralData
+from .pipeline import fit_source, write_results
 
 if TYPE_CHECKING:
     from .model import FacRNN
@@ -15,7 +17,10 @@ __all__ = [
     "FitResults",
     "NWBReadError",
     "NeuralData",
+    "OptionError",
+    "UserError",
     "__version__",
+    "fit_source",
     "read_nwb",
     "read_results",
     "write_results",

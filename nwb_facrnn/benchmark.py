@@ -9,6 +9,7 @@ interleaved split), over several seeds.
 from __future__ import annotations
 
 import csv
+import io
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -17,12 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics
+from .atomic import write_file
+from .evaluation import evaluate
 from .model import FacRNN
 from .synthetic import make_lowrank_rnn_dataset
 
 METHODS = ("lrRNN", "lrRNN+ICA", "LINT", "bdRNN", "FacRNN-full", "FacRNN")
+#: The headline metrics (names of :data:`nwb_facrnn.metrics.METRICS`) and their labels.
 METRICS = {
-    "partial_correlation": "partial correlation (nats, lower is better)",
+    "kernel_partial_correlation": "kernel partial correlation (nats, lower is better)",
     "group_latent_r2": "group latent R²",
     "subconnectivity_corr": "sub-connectivity correlation",
     "connectivity_corr": "connectivity correlation",
@@ -36,13 +40,15 @@ class BenchmarkRow:
 
     method: str
     seed: int
-    partial_correlation: float
+    steps: str
+    kernel_partial_correlation: float
+    gaussian_partial_correlation: float
     group_latent_r2: float
     component_latent_r2: float
     subconnectivity_corr: float
     connectivity_corr: float
     reconstruction_r2: float
-    test_log_likelihood: float
+    log_likelihood: float
     fit_time_s: float
 
 
@@ -59,7 +65,9 @@ def evaluate_method(
     start = time.perf_counter()
     model.fit(data.x, data.u, step_mask=train)
     fit_time = time.perf_counter() - start
-    z = model.transform(data.x, data.u)[test]
+    z_all = model.transform(data.x, data.u)
+    scores = evaluate(model, data.x, test, inputs=data.u, latents=z_all, kernel=True)
+    z = z_all[test]
     alignment = metrics.group_latent_r2(data.z[test], z, n_groups)
     sub = metrics.subconnectivity_metrics(
         data.A,
@@ -72,17 +80,17 @@ def evaluate_method(
     return BenchmarkRow(
         method=method,
         seed=seed,
-        partial_correlation=metrics.partial_correlation(z, n_groups, seed=seed),
+        steps="heldout",
+        kernel_partial_correlation=scores["kernel_partial_correlation"],
+        gaussian_partial_correlation=scores["gaussian_partial_correlation"],
         group_latent_r2=alignment.mean,
         component_latent_r2=metrics.component_latent_r2(data.z[test], z),
         subconnectivity_corr=sub["correlation"],
         connectivity_corr=metrics.connectivity_metrics(data.connectivity, model.connectivity_)[
             "correlation"
         ],
-        reconstruction_r2=metrics.reconstruction_r2(
-            data.x[test], model.predict(data.x, data.u)[test]
-        ),
-        test_log_likelihood=model.score(data.x, data.u, step_mask=test),
+        reconstruction_r2=scores["reconstruction_r2"],
+        log_likelihood=scores["log_likelihood"],
         fit_time_s=fit_time,
     )
 
@@ -125,20 +133,18 @@ def summarize(rows: list[BenchmarkRow]) -> dict[str, dict[str, tuple[float, floa
         sel = [asdict(r) for r in rows if r.method == method]
         out[method] = {
             k: (float(np.mean([s[k] for s in sel])), float(np.std([s[k] for s in sel])))
-            for k in (*METRICS, "test_log_likelihood", "fit_time_s")
+            for k in (*METRICS, "gaussian_partial_correlation", "log_likelihood", "fit_time_s")
         }
     return out
 
 
 def write_csv(rows: list[BenchmarkRow], path: str | Path) -> Path:
-    """One line per (method, seed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(asdict(rows[0])))
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
-    return path
+    """One line per (method, seed), written atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(asdict(rows[0])), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in rows)
+    return write_file(path, buf.getvalue())
 
 
 def plot(rows: list[BenchmarkRow], path: str | Path) -> Path:
@@ -165,11 +171,10 @@ def plot(rows: list[BenchmarkRow], path: str | Path) -> Path:
     n_seeds = len({r.seed for r in rows})
     fig.suptitle(f"Synthetic benchmark: held-out (odd) steps, {n_seeds} seed(s)")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    try:
+        return write_file(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def markdown_table(rows: list[BenchmarkRow]) -> str:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import OptionError
+
 #: The synthetic session: 4 s at 500 Hz, 48 ROIs (2 rejected) on a 128 x 128 field of view.
 SESSION = {"n_rois": 48, "duration": 4.0, "frame_shape": (128, 128), "rate": 500.0}
 #: The fit: FacRNN's defaults (beta = 20) with the session's true G and H, fewer epochs.
@@ -87,66 +89,76 @@ def run_demo(
     progress : bool
         Show the fit's progress bar.
     """
-    from .io.reader import read_nwb
-    from .io.results import read_results
-    from .io.writer import write_fit
-    from .model import FacRNN
-    from .report import make_report
+    from .pipeline import fit_source
     from .synthetic import make_imaging_session
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
 
-    def done(key: str, message: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[key] = now - clock
-        clock = now
+    def done(key: str, seconds: float, message: str) -> None:
+        timings[key] = seconds
         if step is not None:
-            step(message, timings[key])
+            step(message, seconds)
 
+    start = time.perf_counter()
     session = out / "voltage_imaging.nwb"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pynwb's dtype-conversion notices
         truth = make_imaging_session(session, seed=seed, overwrite=True, **SESSION)
     done(
         "session",
+        time.perf_counter() - start,
         f"wrote a synthetic voltage-imaging session: {session} ({truth.n_rois} ROIs, "
         f"{truth.n_frames} frames at {truth.rate:g} Hz, groups: {', '.join(truth.systems)})",
     )
-
-    data = read_nwb(session, series="DfOverF", rois={"accepted": True})
-    done("read", f"read dF/F of the accepted ROIs: {data.n_bins} bins x {data.n_units} ROIs")
-
-    model = FacRNN(
-        n_groups=truth.n_groups,
-        group_rank=truth.group_rank,
-        seed=seed,
-        progress=progress,
-        **FIT,
-    ).fit(data)
-    done("fit", f"fit FacRNN G={truth.n_groups} x H={truth.group_rank} ({model.n_epochs_} epochs)")
-
     results = out / "voltage_imaging_facrnn.nwb"
     results.unlink(missing_ok=True)  # made from the session replaced above
-    path, name = write_fit(model, data, results)
-    res = read_results(path, name=name)
-    done("write", f"wrote the results into NWB: {path} ({res.object_path})")
 
-    inspector = inspect(path)
+    def on_step(key: str, info: dict) -> None:
+        message = {
+            "read": lambda: (
+                f"read dF/F of the accepted ROIs: {info['data'].n_bins} bins x "
+                f"{info['data'].n_units} ROIs"
+            ),
+            "fit": lambda: (
+                f"fit FacRNN G={truth.n_groups} x H={truth.group_rank} "
+                f"({info['model'].n_epochs_} epochs)"
+            ),
+            "evaluate": lambda: "scored the fit (log-likelihood, partial correlation, R²)",
+            "write": lambda: f"wrote the results into NWB: {info['path']} ({info['name']})",
+            "figures": lambda: f"figures: {info['report'].html}",
+        }.get(key)
+        if message is not None:
+            done(key, info["seconds"], message())
+
+    outcome = fit_source(
+        session,
+        read_options={"series": "DfOverF", "rois": {"accepted": True}},
+        model_options={
+            "n_groups": truth.n_groups,
+            "group_rank": truth.group_rank,
+            "seed": seed,
+            "progress": progress,
+            **FIT,
+        },
+        output={"output": results},
+        figures=out / "figures",
+        on_step=on_step,
+    )
+    clock = time.perf_counter()
+    inspector = inspect(outcome.path)
     done(
         "inspect",
+        time.perf_counter() - clock,
         f"nwbinspector: {len(inspector)} message(s)" if inspector else "nwbinspector: no issues",
     )
-
-    recovery = score_recovery(truth, res)
-    done("score", "scored the fit against the ground truth")
-
-    report = make_report(res, out / "figures")
-    done("figures", f"figures: {report.html}")
-    return DemoOutcome(session, path, name, recovery, inspector, report, timings)
+    clock = time.perf_counter()
+    recovery = score_recovery(truth, outcome.results)
+    done("score", time.perf_counter() - clock, "scored the fit against the ground truth")
+    return DemoOutcome(
+        session, outcome.path, outcome.fit_name, recovery, inspector, outcome.report, timings
+    )
 
 
 def inspect(path: str | os.PathLike) -> list[str]:
@@ -174,7 +186,7 @@ def score_recovery(truth, res) -> list[Recovery]:
     from . import metrics
 
     if len(res.timestamps) != truth.n_frames:
-        raise ValueError(
+        raise OptionError(
             f"the fit {res.name!r} has {len(res.timestamps)} bins; the ground truth is per "
             f"frame ({truth.n_frames} frames): fit with the frame period as bin size"
         )
@@ -201,11 +213,11 @@ def score_recovery(truth, res) -> list[Recovery]:
     if res.dominant_group is not None:
         share = np.mean(true_of_fitted[res.dominant_group] == truth.roi_groups[rois])
         rows.append(Recovery("ROIs in their true group", 100 * share, "100 %", fmt="{:.0f} %"))
-    if "partial_correlation" in res.metrics:
+    if "gaussian_partial_correlation" in res.metrics:
         rows.append(
             Recovery(
-                "partial correlation between groups (nats)",
-                res.metrics["partial_correlation"],
+                "Gaussian partial correlation between groups (nats)",
+                res.metrics["gaussian_partial_correlation"],
                 "0 = independent groups",
             )
         )

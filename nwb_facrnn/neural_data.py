@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .errors import OptionError
+
 Modality = Literal["spikes", "ophys"]
 
 
@@ -74,22 +76,22 @@ class NeuralData:
     def __post_init__(self) -> None:
         a = self.activity
         if a.ndim not in (2, 3):
-            raise ValueError(f"activity must be (T, N) or (n_trials, T, N), got shape {a.shape}")
+            raise OptionError(f"activity must be (T, N) or (n_trials, T, N), got shape {a.shape}")
         if self.mask.shape != a.shape or self.mask.dtype != bool:
-            raise ValueError(
+            raise OptionError(
                 f"mask must be bool with the activity's shape {a.shape}, got "
                 f"{self.mask.dtype} {self.mask.shape}"
             )
         if self.timestamps.shape != a.shape[:-1]:
-            raise ValueError(
+            raise OptionError(
                 f"timestamps must have shape {a.shape[:-1]}, got {self.timestamps.shape}"
             )
         if len(self.unit_ids) != a.shape[-1]:
-            raise ValueError(f"{len(self.unit_ids)} unit_ids for {a.shape[-1]} units")
+            raise OptionError(f"{len(self.unit_ids)} unit_ids for {a.shape[-1]} units")
         if (self.trial_ids is None) != (a.ndim == 2):
-            raise ValueError("trial_ids must be given exactly when activity has a trial axis")
+            raise OptionError("trial_ids must be given exactly when activity has a trial axis")
         if self.inputs is not None and self.inputs.shape != a.shape:
-            raise ValueError(f"inputs must have shape {a.shape}, got {self.inputs.shape}")
+            raise OptionError(f"inputs must have shape {a.shape}, got {self.inputs.shape}")
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -136,10 +138,10 @@ class NeuralData:
             E.g. ``data.select_trials(data.trials["split"] == "train")``.
         """
         if self.is_continuous:
-            raise ValueError("select_trials needs trials; this NeuralData is continuous")
+            raise OptionError("select_trials needs trials; this NeuralData is continuous")
         idx = np.arange(self.n_trials)[which]
         if idx.size == 0:
-            raise ValueError("select_trials selected no trial")
+            raise OptionError("select_trials selected no trial")
         return replace(
             self,
             activity=self.activity[idx],
@@ -155,7 +157,7 @@ class NeuralData:
         """A copy restricted to some units (bool mask, positions or slice over ``N``)."""
         idx = np.arange(self.n_units)[which]
         if idx.size == 0:
-            raise ValueError("select_units selected no unit")
+            raise OptionError("select_units selected no unit")
         return replace(
             self,
             activity=self.activity[..., idx],

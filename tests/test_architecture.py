@@ -42,8 +42,10 @@ def test_the_package_never_imports_the_napari_plugin_or_napari(path):
             names = [node.module or ""]
         for name in names:
             assert name.split(".")[0] != "napari_facrnn", f"{path.name} imports {name}"
-            if name.split(".")[0] == "napari":
-                assert path.name == "cli.py", f"{path.name} imports {name}"
+            if name.split(".")[0] == "napari":  # `nwb-facrnn view` runs napari's event loop
+                assert path.relative_to(PACKAGE).as_posix() == "cli/view.py", (
+                    f"{path} imports {name}"
+                )
 
 
 def test_reading_results_does_not_import_torch():
@@ -57,3 +59,58 @@ def test_reading_results_does_not_import_torch():
         "nwb_facrnn.FacRNN; assert 'torch' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- one pipeline, public names
+PLUGIN = PACKAGE.parent / "napari_plugin" / "napari_facrnn"
+#: What writes a fit's results into NWB (any of these names in a module means it writes).
+WRITERS = {"store_results", "write_results"}
+
+
+def _calls_fit_and_writer(tree: ast.AST) -> tuple[bool, bool]:
+    fits = writes = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            fn = node.func
+            name = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", None)
+            fits |= name == "fit"
+            writes |= name in WRITERS
+    return fits, writes
+
+
+def _sources() -> list[Path]:
+    return sorted([*PACKAGE.rglob("*.py"), *PLUGIN.rglob("*.py")])
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: p.name)
+def test_read_fit_write_is_composed_only_in_the_pipeline(path):
+    """Outside tests, only ``nwb_facrnn/pipeline.py`` both fits a model and writes results:
+    the CLI, sweeps, the demo and the napari widget call :func:`nwb_facrnn.fit_source`."""
+    fits, writes = _calls_fit_and_writer(ast.parse(path.read_text()))
+    if path == PACKAGE / "pipeline.py":
+        assert fits and writes, "the pipeline no longer composes fit and write"
+    else:
+        assert not (fits and writes), f"{path.name} fits a model and writes results itself"
+
+
+def test_the_composition_check_catches_a_second_pipeline():
+    copy = "model.fit(data)\nwrite_results(model, data, out)\n"
+    assert _calls_fit_and_writer(ast.parse(copy)) == (True, True)
+    assert _calls_fit_and_writer(ast.parse("fit_source(path)\n")) == (False, False)
+
+
+@pytest.mark.parametrize("path", sorted(PLUGIN.rglob("*.py")), ids=lambda p: p.name)
+def test_the_plugin_imports_only_public_names(path):
+    """The plugin uses nwb_facrnn's public API: names in the ``__all__`` of ``nwb_facrnn``,
+    ``nwb_facrnn.io`` or ``nwb_facrnn.report``, never private modules or names."""
+    import importlib
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                assert alias.name.split(".")[0] != "nwb_facrnn" or alias.name == "nwb_facrnn"
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nwb_facrnn"):
+            module = importlib.import_module(node.module)
+            public = set(getattr(module, "__all__", ()))
+            for alias in node.names:
+                assert alias.name in public, f"{path.name}: {node.module}.{alias.name} is private"

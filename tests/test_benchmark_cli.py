@@ -30,7 +30,20 @@ def test_evaluate_method_scores_held_out_steps():
 
 def test_summary_and_markdown_table():
     rows = [
-        BenchmarkRow(m, s, 0.1 * s, 0.5 + 0.1 * s, 0.9, 0.8, 0.9, 0.95, -1.0, 1.0)
+        BenchmarkRow(
+            method=m,
+            seed=s,
+            steps="heldout",
+            kernel_partial_correlation=0.1 * s,
+            gaussian_partial_correlation=0.05 * s,
+            group_latent_r2=0.5 + 0.1 * s,
+            component_latent_r2=0.9,
+            subconnectivity_corr=0.8,
+            connectivity_corr=0.9,
+            reconstruction_r2=0.95,
+            log_likelihood=-1.0,
+            fit_time_s=1.0,
+        )
         for m in ("lrRNN", "FacRNN")
         for s in (0, 1, 2)
     ]
@@ -66,10 +79,12 @@ def test_cli_benchmark_writes_table_figure_and_markdown(tmp_path):
     assert "FacRNN-full" in (tmp_path / "synthetic_benchmark.md").read_text()
     for method in METHODS:
         assert method in result.output
+    assert "metrics on the held-out (odd) time steps" in result.output
+    assert all(r["steps"] == "heldout" for r in rows)
     assert str(tmp_path / "synthetic_benchmark.csv") in result.output
 
 
 def test_cli_rejects_bad_seeds():
     result = CliRunner().invoke(main, ["benchmark", "synthetic", "--seeds", "a-b"])
     assert result.exit_code == 2
-    assert "expected seeds like '0-4'" in result.output
+    assert "expected a list like '0-4'" in result.output

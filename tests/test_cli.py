@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from nwb_facrnn import FacRNN, read_nwb, read_results, write_results
 from nwb_facrnn import cli as cli_module
 from nwb_facrnn.cli import main
+from nwb_facrnn.errors import OptionError
 from nwb_facrnn.synthetic import make_spiking_session
 
 FIGURES = ("latents_time", "latents_state", "connectivity", "group_strength", "training")
@@ -66,7 +67,7 @@ def test_demo_recovers_the_ground_truth_and_prints_what_it_wrote(tmp_path):
     for label in ("group latent R² (lorenz)", "group latent R² (thomas)"):
         assert float(_cell(text, label)) >= 0.85, text
     assert _cell(text, "ROIs in their true group") == "100 %"
-    assert float(_cell(text, "partial correlation between groups (nats)")) < 0.05
+    assert float(_cell(text, "Gaussian partial correlation between groups (nats)")) < 0.05
     assert f"nwbinspector on {results}: no issues" in text
     assert f"nwb-facrnn view {results}" in text
     res = read_results(results)
@@ -149,6 +150,29 @@ def test_debug_shows_the_traceback_anywhere_on_the_line(tmp_path):
         assert "missing.nwb" in run.stderr
 
 
+def test_a_bug_inside_the_fit_is_an_internal_error_with_a_hint(
+    spiking_fit, tmp_path, monkeypatch, capsys
+):
+    """A plain ValueError from inside the package is a bug (exit 1), not the user's mistake."""
+    session, _ = spiking_fit
+
+    def broken(self, *args, **kwargs):
+        raise ValueError("a shape mismatch deep inside")
+
+    monkeypatch.setattr(FacRNN, "fit", broken)
+    monkeypatch.setitem(cli_module._debug, "on", False)
+    out = tmp_path / "never.nwb"
+    argv = ["nwb-facrnn", "fit", str(session), "--epochs", "1", "--output", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stop:
+        cli_module.run()
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "internal error: ValueError: a shape mismatch deep inside" in err
+    assert "run again with --debug for the traceback" in err and "Traceback" not in err
+    assert err.strip().count("\n") == 0 and not out.exists()
+
+
 def test_an_internal_error_is_one_line_with_a_hint(monkeypatch, capsys):
     def broken(**kwargs):
         raise TypeError("something inside went wrong")
@@ -164,6 +188,26 @@ def test_an_internal_error_is_one_line_with_a_hint(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize(
+    ("raised", "code", "line"),
+    [
+        (OptionError("n_groups must be an integer >= 1, got 0"), 2, "error: n_groups must be"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
+)
+def test_user_errors_exit_2_and_ctrl_c_130(monkeypatch, capsys, raised, code, line):
+    def broken(**kwargs):
+        raise raised
+
+    monkeypatch.setattr(cli_module, "main", broken)
+    monkeypatch.setitem(cli_module._debug, "on", False)
+    with pytest.raises(SystemExit) as stop:
+        cli_module.run()
+    assert stop.value.code == code
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.strip().count("\n") == 0 and "internal" not in err
+
+
+@pytest.mark.parametrize(
     ("args", "code", "message"),
     [
         (["info", "{tmp}/none.nwb"], 2, "none.nwb"),
@@ -172,7 +216,10 @@ def test_an_internal_error_is_one_line_with_a_hint(monkeypatch, capsys):
         (["fit", "{tmp}/none.nwb", "--n-groups", "two"], 2, "'two' is not a valid integer"),
         (["fit", "{tmp}/none.nwb", "--observation", "cauchy"], 2, "'cauchy' is not one of"),
         (["demo", "--seed", "x"], 2, "'x' is not a valid integer"),
-        (["benchmark", "synthetic", "--seeds", "a-b"], 2, "expected seeds like '0-4'"),
+        (["benchmark", "synthetic", "--seeds", "a-b"], 2, "expected a list like '0-4'"),
+        (["fit", "{tmp}/none.nwb", "--init", "svd"], 2, "'svd' is not one of"),
+        (["sweep", "{tmp}/none.nwb", "--output", "{tmp}/s"], 2, "use --output-dir DIR"),
+        (["select", "{tmp}", "--rule", "aic"], 2, "'aic' is not one of"),
         (["nonsense"], 2, "No such command 'nonsense'"),
     ],
 )
@@ -201,6 +248,49 @@ def test_help_lists_every_command():
     for option in ("--align", "--window", "--seed", "--output", "--config", "--figures"):
         assert option in fit_help
     assert all(o in fit_help for o in ("--debug", "--device", "--epochs", "--batch-size"))
+
+
+def test_fit_and_sweep_have_an_option_for_every_facrnn_argument():
+    """Every FacRNN argument (but progress) is an option named as in Python, dashed, with the
+    signature's default and the model's choices; sweep takes the grid as lists."""
+    import inspect
+
+    from nwb_facrnn.model.hyperparams import CHOICES
+
+    signature = inspect.signature(FacRNN.__init__).parameters
+    fit_help = _invoke(["fit", "--help"])
+    commands = {name: {p.name: p for p in main.commands[name].params} for name in ("fit", "sweep")}
+    for name, arg in signature.items():
+        if name in ("self", "progress"):
+            continue
+        flag = "--" + name.replace("_", "-")
+        assert flag in fit_help, flag
+        for command, params in commands.items():
+            if command == "sweep" and name in ("n_groups", "group_rank", "beta", "seed"):
+                assert ("seeds" if name == "seed" else name) in params  # a list, e.g. 1,2,3
+                continue
+            option = params[name]
+            assert option.opts[0] == flag, (command, option.opts)
+            assert option.default == ("auto" if name == "observation" else arg.default), name
+            if name in CHOICES:
+                allowed = {"none" if c is None else c for c in CHOICES[name]}
+                extra = {"auto"} if name == "observation" else set()
+                assert set(option.type.choices) == allowed | extra, name
+    assert "progress" not in commands["fit"] and "progress" not in commands["sweep"]
+    assert "--epochs" in commands["fit"]["max_epochs"].opts  # the old name still works
+    flag = commands["fit"]["early_stopping"]
+    assert (flag.opts, flag.secondary_opts) == (["--early-stopping"], ["--no-early-stopping"])
+
+
+def test_choices_take_dashes_or_underscores_and_none(tmp_path):
+    fit = main.commands["fit"]
+    given = ["s.nwb", "--output-activation", "none", "--postprocess", "ica", "--no-trials"]
+    params = fit.make_context("fit", given).params
+    assert params["output_activation"] is None and params["postprocess"] == "ica"
+    select = main.commands["select"]
+    for spelling in ("one-se", "one_se"):
+        ctx = select.make_context("select", [str(tmp_path), "--rule", spelling])
+        assert ctx.params["rule"] == "one_se"
 
 
 def test_under_torchrun_only_rank_0_writes(spiking_fit, tmp_path, monkeypatch):

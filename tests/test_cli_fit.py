@@ -50,8 +50,12 @@ def test_fit_writes_the_results_and_prints_where(sessions, tmp_path):
         3,
     )
     assert res.params["observation"] == "gaussian"  # auto: imaging
-    ll = float(re.search(r"log-likelihood \(nats/bin\)\s*│\s*(-?[\d.]+)", text).group(1))
-    assert ll == pytest.approx(res.metrics["log_likelihood"], abs=1e-4)
+    assert "data: NeuralData(" in text and f"writes: {out} (facrnn_G2H2_beta20_seed4)" in text
+    assert "metrics on all time steps" in text and res.steps == "all"
+    for key in ("log_likelihood", "gaussian_partial_correlation", "reconstruction_r2"):
+        shown = float(re.search(rf"{key}\s*│\s*(-?[\d.]+)", text).group(1))  # METRICS names
+        assert shown == pytest.approx(res.metrics[key], abs=1e-4)
+    assert f'read with: nwb_facrnn.read_results("{out}", name="facrnn_G2H2_beta20_seed4")' in text
     # the same fit from Python gives the same model (seeded, CPU)
     data = read_nwb(img, rois={"accepted": True})
     model = FacRNN(n_groups=2, group_rank=2, max_epochs=3, n_init=1, seed=4, progress=False)
@@ -89,7 +93,7 @@ def test_fit_spikes_with_trial_alignment(sessions, tmp_path):
     assert res.unit_table == "/units" and res.trial_ids is not None
     assert len(np.unique(res.trial_ids)) == 10
     # hand velocity decoded from the latents: in the table and stored with the fit
-    shown = re.search(r"hand_vel decoding R² \(cross-validated\)\s*│\s*(-?[\d.]+)", text)
+    shown = re.search(r"hand_vel_decoding_r2\s*│\s*(-?[\d.]+)", text)
     assert shown, text
     stored = res.metrics["hand_vel_decoding_r2"]
     assert float(shown.group(1)) == pytest.approx(stored, abs=1e-4)
@@ -108,8 +112,11 @@ def test_fit_spikes_with_trial_alignment(sessions, tmp_path):
 
 def test_fit_bad_input_is_one_line_and_exit_code_2(sessions, tmp_path):
     _, img = sessions
+    broken = tmp_path / "broken.nwb"
+    broken.write_text("not an NWB file")
     cases = [
         ([str(tmp_path / "missing.nwb")], "missing.nwb: /: no such file or directory"),
+        ([str(broken)], "broken.nwb: /: not an NWB file"),
         ([str(img), "--series", "Nope"], "no RoiResponseSeries"),
         ([str(img), "--output", str(img)], "is the source file; pass in_place=True"),
     ]
@@ -123,7 +130,7 @@ def test_fit_bad_input_is_one_line_and_exit_code_2(sessions, tmp_path):
         assert run.returncode == 2, run.stderr
         err = run.stdout + run.stderr
         assert message in err, err
-        assert "Traceback" not in err
+        assert "Traceback" not in err and run.stderr.strip().count("\n") == 0  # one line
 
 
 @pytest.mark.parametrize("kind", ["toml", "yaml"])
@@ -135,12 +142,14 @@ def test_fit_takes_its_options_from_a_config_file(sessions, tmp_path, kind):
         text = (
             f'source = "{img}"\n[data]\nrois = "accepted == True"\nbin_size = 0.004\n'
             f"[model]\nn_groups = 2\ngroup-rank = 2\nepochs = 3\nn_init = 1\nseed = 7\n"
+            "learning_rate = 0.01\noutput_activation = 'relu'\n"
             f'[output]\noutput = "{out}"\n'
         )
     else:
         text = (
             f"source: {img}\ndata:\n  rois: accepted == True\n  bin_size: 0.004\n"
             f"model:\n  n_groups: 2\n  group_rank: 2\n  max_epochs: 3\n  n_init: 1\n  seed: 7\n"
+            "  learning-rate: 0.01\n  output_activation: relu\n"
             f"output: {out}\n"
         )
     config = tmp_path / f"fit.{kind}"
@@ -155,6 +164,7 @@ def test_fit_takes_its_options_from_a_config_file(sessions, tmp_path, kind):
         0.004,
     )
     assert res.params["seed"] == 9  # the command line wins over the file
+    assert res.params["learning_rate"] == 0.01 and res.params["output_activation"] == "relu"
     assert res.provenance["options"]["rois"] == "accepted == True"
 
 

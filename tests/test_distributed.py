@@ -20,10 +20,11 @@ import torch
 import torch.distributed as dist
 
 from nwb_facrnn import FacRNN
+from nwb_facrnn.errors import OptionError
 from nwb_facrnn.model import distributed
 from nwb_facrnn.model.data import make_transitions
 from nwb_facrnn.model.losses import partial_correlation
-from nwb_facrnn.model.training import Objective, train
+from nwb_facrnn.model.training import Objective, Problem, TrainOptions, train
 from nwb_facrnn.synthetic import make_lowrank_rnn_dataset, make_poisson_dataset
 
 RTOL = 1e-4
@@ -109,7 +110,7 @@ def test_partial_correlation_of_query_parts_equals_the_whole_batch():
 @pytest.mark.parametrize("devices", [0, -1, 1.5, True, "2", None])
 def test_devices_must_be_a_positive_integer(devices):
     x = np.random.default_rng(0).normal(size=(30, 4))
-    with pytest.raises(ValueError, match=r"devices must be an integer >= 1"):
+    with pytest.raises(OptionError, match=r"devices must be an integer >= 1"):
         FacRNN(**BASE, devices=devices).fit(x)
 
 
@@ -120,14 +121,14 @@ def test_cuda_devices_beyond_the_visible_gpus_are_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     for device in ("auto", "cuda", "cuda:0"):
         with pytest.raises(
-            ValueError, match=r"devices=2 on cuda:0 needs .* 1 GPU\(s\) are visible"
+            OptionError, match=r"devices=2 on cuda:0 needs .* 1 GPU\(s\) are visible"
         ):
             FacRNN(**{**BASE, "device": device}, devices=2).fit(x)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    with pytest.raises(ValueError, match=r"cuda:1\.\.cuda:2, but 2 GPU"):
+    with pytest.raises(OptionError, match=r"cuda:1\.\.cuda:2, but 2 GPU"):
         FacRNN(**{**BASE, "device": "cuda:1"}, devices=2).fit(x)
     distributed.check_devices(2, torch.device("cuda:0"))  # two GPUs for two processes: fine
-    with pytest.raises(ValueError, match="runs on 'cpu' or 'cuda' devices, not 'meta'"):
+    with pytest.raises(OptionError, match="runs on 'cpu' or 'cuda' devices, not 'meta'"):
         FacRNN(**{**BASE, "device": "meta"}, devices=2).fit(x)
 
 
@@ -137,7 +138,7 @@ def test_devices_must_match_a_torchrun_launch(monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert distributed.launched_world_size() == 4
-    with pytest.raises(ValueError, match=r"devices=2, but this process is one of 4 launched"):
+    with pytest.raises(OptionError, match=r"devices=2, but this process is one of 4 launched"):
         FacRNN(**BASE, devices=2).fit(x)
 
 
@@ -152,7 +153,7 @@ def test_a_one_process_group_trains_as_the_plain_loop(trials, tmp_path):
     model.latent_std_ = 0.5
     train_data, validation = data.subset(torch.arange(30, len(data))), data.subset(torch.arange(30))
     objective = model._objective()
-    kw = {"max_epochs": 3, "batch_size": 45, "learning_rate": 3e-3, "seed": 0, "progress": False}
+    options = TrainOptions(max_epochs=3, batch_size=45, learning_rate=3e-3, seed=0, progress=False)
 
     def fresh():
         module = model._new_module(2)
@@ -160,7 +161,7 @@ def test_a_one_process_group_trains_as_the_plain_loop(trials, tmp_path):
         return module
 
     plain = fresh()
-    want = train(plain, objective, train_data, validation=validation, **kw)
+    want = train(Problem(plain, objective, train_data, validation), options)
     sharded = fresh()
     dist.init_process_group(
         "gloo", init_method=(tmp_path / "rendezvous").as_uri(), rank=0, world_size=1
@@ -168,7 +169,7 @@ def test_a_one_process_group_trains_as_the_plain_loop(trials, tmp_path):
     try:
         assert distributed.launched_world_size() == 1
         got = distributed.train_in_group(
-            sharded, objective, train_data, validation=validation, **kw
+            Problem(sharded, objective, train_data, validation), options
         )
     finally:
         dist.destroy_process_group()

@@ -118,7 +118,8 @@ def test_results_read_back_equal_what_was_fit(fit):
     params.pop("device")
     assert res.params == params
     assert res.metrics["log_likelihood"] == pytest.approx(model.score(data), rel=1e-9)
-    assert 0 <= res.metrics["partial_correlation"] < 1
+    assert 0 <= res.metrics["gaussian_partial_correlation"] < 1
+    assert res.steps == "all"
     assert res.metrics["reconstruction_r2"] < 1
     assert set(res.history) == set(model.history_)
     for k, v in model.history_.items():
@@ -334,7 +335,8 @@ def test_mlp_models_and_a_single_group_round_trip(tmp_path, encoder, decoder):
         np.testing.assert_array_equal(res.input_loadings, model.input_loadings_)
     else:
         assert res.input_loadings is None
-    assert "partial_correlation" not in res.metrics  # one group: nothing to be independent of
+    # one group: nothing to be independent of, and the formula gives exactly 0
+    assert res.metrics["gaussian_partial_correlation"] == 0.0
     np.testing.assert_array_equal(res.unit_ids, data.unit_ids)
     again = FacRNN.from_nwb(res.path)
     np.testing.assert_array_equal(again.transform(data), model.transform(data))

@@ -16,8 +16,8 @@ import pytest
 from conftest import tree_sha256 as _sha256
 from test_io_results import _links
 
-from nwb_facrnn import FacRNN, NWBReadError, read_nwb, read_results, write_results
-from nwb_facrnn.io import atomic, writer
+from nwb_facrnn import FacRNN, NWBReadError, atomic, read_nwb, read_results, write_results
+from nwb_facrnn.io import destination, writer
 from nwb_facrnn.synthetic import make_imaging_session
 
 SMALL = dict(seed=5, n_rois=16, frame_shape=(64, 64), duration=0.6, n_rejected=2)
@@ -459,13 +459,13 @@ def test_a_zarr_output_whose_source_moved_says_so(tmp_path):
 def test_the_fingerprint_of_the_data_follows_mask_and_inputs(data):
     from dataclasses import replace
 
-    base = writer.data_fingerprint(data)
-    assert writer.data_fingerprint(replace(data)) == base
+    base = destination.data_fingerprint(data)
+    assert destination.data_fingerprint(replace(data)) == base
     mask = data.mask.copy()
     mask[::2, 0] = False  # e.g. held-out bins of one unit
-    assert writer.data_fingerprint(replace(data, mask=mask)) != base
+    assert destination.data_fingerprint(replace(data, mask=mask)) != base
     inputs = np.zeros_like(data.activity)
-    assert writer.data_fingerprint(replace(data, inputs=inputs)) != base
+    assert destination.data_fingerprint(replace(data, inputs=inputs)) != base
 
 
 def test_a_symlink_from_another_folder_reads_the_links_from_the_real_file(tmp_path):
@@ -486,11 +486,11 @@ def test_an_unwritable_folder_is_named_before_anything_runs(data, tmp_path, monk
     out.parent.mkdir()
     real_access = os.access
     monkeypatch.setattr(
-        writer.os, "access", lambda p, m: False if Path(p) == out.parent else real_access(p, m)
+        destination.os, "access", lambda p, m: False if Path(p) == out.parent else real_access(p, m)
     )
     model = FacRNN(n_groups=2, group_rank=2)  # not fitted: the check comes first
     with pytest.raises(PermissionError, match=r"cannot write in .*locked: it is read-only"):
-        writer.check_destination(model, data, out)
+        destination.check_destination(model.get_params(), data, destination.Destination(out))
 
 
 def test_a_failed_second_rename_puts_the_old_store_back(tmp_path, monkeypatch):

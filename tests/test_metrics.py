@@ -396,7 +396,7 @@ def test_decoding_linear_behaviour() -> None:
     assert result.r2 > 0.9
     assert np.all(result.r2_per_dim > 0.9)
     assert result.prediction.shape == behaviour.shape
-    assert result.alpha in metrics._DEFAULT_ALPHAS
+    assert result.alpha in metrics.decoding._DEFAULT_ALPHAS
     assert result.fold_alphas.shape == (5,)
 
 
@@ -455,11 +455,11 @@ def test_behavior_decoding_drops_padding_and_keeps_trials_whole() -> None:
 
 def test_fold_labels_keep_trials_whole_and_time_blocks_contiguous() -> None:
     groups = np.random.default_rng(43).integers(0, 17, 500)
-    folds = metrics._fold_labels(500, groups, 5, seed=0)
+    folds = metrics.decoding._fold_labels(500, groups, 5, seed=0)
     for trial in np.unique(groups):
         assert len(np.unique(folds[groups == trial])) == 1
     assert set(np.unique(folds)) == set(range(5))
-    blocks = metrics._fold_labels(103, None, 5, seed=0)
+    blocks = metrics.decoding._fold_labels(103, None, 5, seed=0)
     assert np.all(np.diff(blocks) >= 0) and set(np.unique(blocks)) == set(range(5))
 
 

@@ -6,6 +6,7 @@ import torch
 
 from nwb_facrnn import FacRNN
 from nwb_facrnn import metrics as M
+from nwb_facrnn.errors import OptionError, UserError
 from nwb_facrnn.model.baselines import PRESETS
 from nwb_facrnn.model.data import lagged, make_transitions
 from nwb_facrnn.synthetic import make_lowrank_rnn_dataset, make_poisson_dataset
@@ -123,7 +124,7 @@ def test_presets_set_the_paper_hyperparameters():
     assert FacRNN.preset("LINT").postprocess == "svd"
     assert FacRNN.preset("lrRNN+ICA").postprocess == "ica"
     assert FacRNN.preset("FacRNN", beta=5.0).beta == 5.0
-    with pytest.raises(ValueError, match="unknown preset 'PCA'"):
+    with pytest.raises(OptionError, match="unknown preset 'PCA'"):
         FacRNN.preset("PCA")
 
 
@@ -298,17 +299,26 @@ def test_save_load_gives_identical_transforms(facrnn_fit, paper_data, tmp_path):
     assert loaded.score(data.x, data.u, step_mask=test) == pytest.approx(
         facrnn_fit.score(data.x, data.u, step_mask=test)
     )
-    assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temporary file
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary left
+
+
+def test_save_writes_the_path_as_given(facrnn_fit, tmp_path):
+    """No ``.npz`` suffix appended, the folder created, an existing file replaced."""
+    path = tmp_path / "new" / "model.bin"
+    assert facrnn_fit.save(path) == path
+    assert facrnn_fit.save(path) == path
+    assert [p.name for p in path.parent.iterdir()] == ["model.bin"]
+    np.testing.assert_array_equal(FacRNN.load(path).connectivity_, facrnn_fit.connectivity_)
 
 
 def test_load_rejects_foreign_files(tmp_path):
     bad = tmp_path / "other.npz"
     np.savez(bad, weights=np.zeros(3))
-    with pytest.raises(ValueError, match="not a saved FacRNN model"):
+    with pytest.raises(OptionError, match="not a saved FacRNN model"):
         FacRNN.load(bad)
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"not a zip file")
-    with pytest.raises(ValueError, match=r"junk\.npz: not a saved FacRNN model"):
+    with pytest.raises(OptionError, match=r"junk\.npz: not a saved FacRNN model"):
         FacRNN.load(junk)
 
 
@@ -327,8 +337,8 @@ def test_load_rejects_foreign_files(tmp_path):
         ([["a", "b"]], r"X must be a numeric array"),
     ],
 )
-def test_bad_input_raises_value_error(x, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_input_raises_option_error(x, match):
+    with pytest.raises(OptionError, match=match):
         FacRNN(**FAST).fit(x)
 
 
@@ -343,27 +353,28 @@ def test_bad_input_raises_value_error(x, match):
         ({"alpha": 1.0, "encoder": "mlp"}, r"alpha > 0 .* needs encoder='linear'"),
     ],
 )
-def test_bad_hyperparameters_raise_value_error(params, match):
+def test_bad_hyperparameters_raise_option_error(params, match):
     x = np.random.default_rng(0).normal(size=(30, 4))
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(OptionError, match=match):
         FacRNN(**{**FAST, **params}).fit(x)
 
 
 def test_n_mismatch_between_fit_and_transform(facrnn_fit):
-    with pytest.raises(ValueError, match=r"N = 19 units but the model was fit on N = 20"):
+    with pytest.raises(OptionError, match=r"N = 19 units but the model was fit on N = 20"):
         facrnn_fit.transform(np.zeros((10, 19)))
-    with pytest.raises(ValueError, match=r"inputs must have the same shape"):
+    with pytest.raises(OptionError, match=r"inputs must have the same shape"):
         facrnn_fit.predict(np.zeros((10, 20)), inputs=np.zeros((9, 20)))
 
 
 def test_negative_counts_rejected_for_poisson():
-    with pytest.raises(ValueError, match="non-negative counts"):
+    with pytest.raises(OptionError, match="non-negative counts"):
         FacRNN(observation="poisson", **FAST).fit(-np.ones((20, 3)))
 
 
 def test_unfitted_model_says_so():
-    with pytest.raises(RuntimeError, match="not fitted yet"):
+    with pytest.raises(RuntimeError, match="not fitted yet") as err:
         FacRNN().transform(np.zeros((5, 3)))
+    assert isinstance(err.value, UserError)  # a usage mistake: the CLI exits 2
     assert not hasattr(FacRNN(), "connectivity_")  # scikit-learn's fitted-check convention
 
 
@@ -439,11 +450,11 @@ def test_fit_accepts_neural_data(paper_data):
     b = FacRNN(**params).fit(nd.activity, mask=nd.mask)
     np.testing.assert_array_equal(a.transform(nd), b.transform(nd.activity, mask=nd.mask))
     assert np.isnan(a.transform(nd)[2, 400:]).all()
-    with pytest.raises(ValueError, match="never observed"):
+    with pytest.raises(OptionError, match="never observed"):
         bad = mask.copy()
         bad[..., 0] = False
         FacRNN(**params).fit(x, mask=bad)
-    with pytest.raises(ValueError, match="mask must have the shape of the activity"):
+    with pytest.raises(OptionError, match="mask must have the shape of the activity"):
         FacRNN(**params).fit(x, mask=mask[:, :, :3])
 
 

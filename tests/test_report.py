@@ -1,5 +1,6 @@
-"""``nwb_facrnn.report``: the figures of a fit, checked by the numbers they draw, and the
-HTML page and PNG files ``make_report`` writes (all together or not at all)."""
+"""``nwb_facrnn.report``: the conditions of a fit's trials (carried by ``FitResults.trials``),
+the figures, checked by the numbers they draw, and the HTML page and PNG files ``make_report``
+writes (all together or not at all)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_hex
 
+import nwb_facrnn.atomic as atomic
+import nwb_facrnn.io.nwb_objects as nwb_objects
+import nwb_facrnn.io.reader as reader
 import nwb_facrnn.report as report
 from nwb_facrnn import FacRNN, FitResults, NWBReadError, read_nwb, read_results, write_results
+from nwb_facrnn.errors import OptionError
 from nwb_facrnn.report import (
     FIGURE_KEYS,
     GROUP_COLORS,
@@ -25,7 +30,7 @@ from nwb_facrnn.report import (
     report_figures,
     trial_conditions,
 )
-from nwb_facrnn.synthetic import make_imaging_session, make_spiking_session
+from nwb_facrnn.synthetic import make_spiking_session
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WINDOW = (-0.25, 0.45)
@@ -48,16 +53,6 @@ def spiking(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def imaging_session(tmp_path_factory):
-    """A voltage-imaging session: no trials table."""
-    path = tmp_path_factory.mktemp("report_imaging") / "imaging.nwb"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        make_imaging_session(path, seed=0, n_rois=8, frame_shape=(48, 48), duration=0.2)
-    return path
-
-
-@pytest.fixture(scope="module")
 def spiking_trials(spiking):
     """The session's trials table as pynwb reads it (a DataFrame indexed by trial id)."""
     from pynwb import NWBHDF5IO
@@ -70,7 +65,7 @@ def spiking_trials(spiking):
 def spiking_figures(spiking):
     """The conditions of the fit's bins and its five figures coloured by them."""
     fit = spiking["fit"]
-    conditions = trial_conditions(fit.path, fit.trial_ids)
+    conditions = trial_conditions(fit)
     return conditions, report_figures(fit, conditions)
 
 
@@ -84,9 +79,10 @@ def fake_fit(
     linear: bool = True,
     seed: int = 0,
     name: str = "fake_G2H2",
+    trials: dict[str, np.ndarray] | None = None,
 ) -> FitResults:
     """A FitResults built by hand (random latents and loadings), continuous or in
-    ``n_trials`` equal trials of 10 ms bins starting 10 s apart."""
+    ``n_trials`` equal trials (ids 100, 101, ...) of 10 ms bins starting 10 s apart."""
     rng = np.random.default_rng(seed)
     k = n_groups * group_rank
     latents = rng.normal(size=(n_bins, k)).astype(np.float32)
@@ -135,6 +131,7 @@ def fake_fit(
             "validation": np.geomspace(120.0, 2.0, 8),
         },
         provenance={"source": "made <by> hand & test", "layout": {"layout": "trials"}},
+        trials=trials or {},
     )
 
 
@@ -161,48 +158,90 @@ def unit_order(fit: FitResults) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- trial conditions
+def test_read_results_carries_the_fitted_trials(spiking, spiking_trials):
+    fit = spiking["fit"]
+    first = np.sort(np.unique(fit.trial_ids, return_index=True)[1])
+    assert len(first) == 12
+    np.testing.assert_array_equal(fit.trials["id"], fit.trial_ids[first])  # in fitted order
+    assert {"id", "start_time", "stop_time", "move_onset_time", "condition", "split"} <= set(
+        fit.trials
+    )
+    for name, values in fit.trials.items():
+        if name != "id":
+            assert values.shape == (12,)
+            assert list(values) == list(spiking_trials.loc[fit.trials["id"], name]), name
+
+
+def test_an_unreadable_trials_table_is_a_warning(spiking, monkeypatch):
+    def broken(table, rows=None):
+        raise OSError("simulated read error")
+
+    monkeypatch.setattr(nwb_objects, "table_columns", broken)
+    with pytest.warns(UserWarning, match=r"fit\.nwb: /intervals/trials: cannot read.*simulated"):
+        fit = read_results(spiking["results"])
+    assert fit.trials == {}
+    np.testing.assert_array_equal(fit.latents, spiking["fit"].latents)
+    assert trial_conditions(fit) is None  # nothing to colour by
+
+
 def test_trial_conditions_picks_condition_and_follows_trial_ids(spiking, spiking_trials):
     fit = spiking["fit"]
-    column, labels = trial_conditions(spiking["results"], fit.trial_ids)
+    column, labels = trial_conditions(fit)
     assert column == "condition"
     expected = spiking_trials.loc[fit.trial_ids, "condition"].to_numpy()
     np.testing.assert_array_equal(labels, expected)
     assert len(np.unique(labels)) >= 2
-    # any ids, any order, repeats; from the session file too (the results file links it)
+    # any ids, any order, repeats
     ids = np.array([5, 0, 5, 11, 3])
-    column, labels = trial_conditions(spiking["session"], ids)
+    some = dataclasses.replace(fit, trial_ids=ids)
+    column, labels = trial_conditions(some)
     np.testing.assert_array_equal(labels, spiking_trials.loc[ids, "condition"].to_numpy())
     # an explicit column, strings decoded
-    column, labels = trial_conditions(spiking["results"], ids, column="split")
+    column, labels = trial_conditions(some, column="split")
     assert column == "split"
     assert list(labels) == list(spiking_trials.loc[ids, "split"])
 
 
 def test_trial_conditions_errors_name_file_table_and_columns(spiking, monkeypatch):
-    path = spiking["results"]
-    with pytest.raises(ValueError) as info:
-        trial_conditions(path, [0, 1], column="stimulus_id")
+    fit = spiking["fit"]
+    with pytest.raises(NWBReadError) as info:
+        trial_conditions(fit, column="stimulus_id")
     msg = str(info.value)
-    assert str(path) in msg and "/intervals/trials" in msg and "'stimulus_id'" in msg
+    assert str(spiking["results"]) in msg and "/intervals/trials" in msg
+    assert "'stimulus_id'" in msg
     for existing in ("start_time", "stop_time", "move_onset_time", "condition", "split"):
         assert existing in msg
-    assert trial_conditions(path, [1], column="start_time")[1].dtype == np.float64
-    monkeypatch.setattr(report, "MAX_CONDITIONS", 5)
+    two = dataclasses.replace(fit, trial_ids=np.array([1, 1, 0]))
+    assert trial_conditions(two, column="start_time")[1].dtype == np.float64
+    monkeypatch.setattr(report.conditions, "MAX_CONDITIONS", 5)
     with pytest.raises(NWBReadError, match=r"/intervals/trials/start_time: has 12 distinct"):
-        trial_conditions(path, [0, 1], column="start_time")
+        trial_conditions(fit, column="start_time")
     monkeypatch.undo()
+    missing = dataclasses.replace(fit, trial_ids=np.array([0, 98, 97, 98]))
     with pytest.raises(NWBReadError, match=r"/intervals/trials: has no trials with id 97, 98"):
-        trial_conditions(path, [0, 98, 97, 98])
+        trial_conditions(missing)
 
 
-def test_trial_conditions_without_trials_table(imaging_session):
-    assert trial_conditions(imaging_session, [0, 1]) is None
+def test_trial_conditions_of_fits_in_memory_and_without_trials():
+    n = np.arange(4)
+    table = {"id": n + 100, "condition": np.array(["a", "b", "a", "c"]), "go_time": n * 1.0}
+    fit = fake_fit(n_trials=4, trials=table)
+    column, labels = trial_conditions(fit)
+    assert column == "condition"
+    np.testing.assert_array_equal(labels, np.repeat(["a", "b", "a", "c"], 60))
+    # no trials carried (none in the file, or the table unreadable)
+    bare = dataclasses.replace(fit, trials={}, path="imaging.nwb")
+    assert trial_conditions(bare) is None
     with pytest.raises(NWBReadError, match=r"imaging\.nwb: /intervals/trials: no trials table"):
-        trial_conditions(imaging_session, [0], column="condition")
+        trial_conditions(bare, column="condition")
+    # continuous data has no trials to colour
+    assert trial_conditions(fake_fit()) is None
+    with pytest.raises(OptionError, match="colouring by 'condition' needs trial data"):
+        trial_conditions(fake_fit(), column="condition")
 
 
 def test_the_automatic_column_is_the_most_condition_like():
-    choose = report._condition_column
+    choose = report.conditions.condition_column
     n = np.arange(30)
     table = {
         "start_time": n * 2.0,
@@ -310,9 +349,9 @@ def test_unequal_trials_without_conditions_and_rank_one():
 
 def test_conditions_must_fit_the_trials():
     fit = fake_fit(n_trials=4)
-    with pytest.raises(ValueError, match="one label per bin"):
+    with pytest.raises(OptionError, match="one label per bin"):
         report_figures(fit, ("condition", np.zeros(3)))
-    with pytest.raises(ValueError, match="continuous data has no trials"):
+    with pytest.raises(OptionError, match="continuous data has no trials"):
         report_figures(fake_fit(), ("condition", np.zeros(240)))
 
 
@@ -420,10 +459,16 @@ def test_zero_bins_is_an_error_naming_the_fit():
 
 
 # ---------------------------------------------------------------------- make_report
-def test_make_report_writes_pngs_and_a_self_contained_page(spiking, tmp_path):
+def test_make_report_writes_pngs_and_a_self_contained_page(spiking, tmp_path, monkeypatch):
     fit = spiking["fit"]
     out = tmp_path / "new" / "figures"
+    opened = []
+    real_open = reader.open_nwbfile
+    monkeypatch.setattr(
+        reader, "open_nwbfile", lambda *a, **k: opened.append(a) or real_open(*a, **k)
+    )
     rep = make_report(spiking["results"], out)
+    assert len(opened) == 1  # read once: the conditions come with the results
     assert isinstance(rep, Report)
     assert list(rep.figures) == list(FIGURE_KEYS)
     assert rep.html == out / f"{fit.name}_report.html"
@@ -461,9 +506,9 @@ def test_make_report_escapes_text_and_replaces_files(tmp_path, monkeypatch):
     assert "made &lt;by&gt; hand &amp; test" in page and "<by>" not in page
     assert "β=2.5" in page
     assert _entries(tmp_path) == sorted(p.name for p in (rep.html, *rep.figures.values()))
-    with pytest.raises(ValueError, match="name='other' given with the FitResults"):
+    with pytest.raises(OptionError, match="name='other' given with the FitResults"):
         make_report(fit, tmp_path, name="other")
-    with pytest.raises(ValueError, match="color_by='condition' needs trial data"):
+    with pytest.raises(OptionError, match="colouring by 'condition' needs trial data"):
         make_report(fake_fit(), tmp_path, color_by="condition")
 
 
@@ -505,7 +550,7 @@ def test_a_failed_report_leaves_the_old_files_and_nothing_new(tmp_path, monkeypa
     elif fail_at == "write":
         monkeypatch.setattr(Path, "write_bytes", fail_on_third(Path.write_bytes))
     else:  # the third of the six moves into place: two files are already replaced
-        monkeypatch.setattr(report, "replace_atomically", fail_on_third(report.replace_atomically))
+        monkeypatch.setattr(atomic, "replace_atomically", fail_on_third(atomic.replace_atomically))
     with pytest.raises(OSError, match="simulated"):
         make_report(fit, tmp_path)
     assert calls["n"] == 3

@@ -6,20 +6,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import shutil
 import warnings
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from nwb_facrnn import FacRNN, read_nwb, read_results
-from nwb_facrnn import sweep as sweep_module
 from nwb_facrnn.cli import main
+from nwb_facrnn.evaluation import interleaved_steps
 from nwb_facrnn.sweep import (
     FitSpec,
     expand_sources,
-    interleaved_steps,
+    finished_row,
     plan_sweep,
     read_summary,
     run_sweep,
@@ -27,11 +27,13 @@ from nwb_facrnn.sweep import (
     selection_markdown,
     write_summary,
 )
+from nwb_facrnn.sweep import running as sweep_running
+from nwb_facrnn.sweep.rows import write_row
 from nwb_facrnn.synthetic import make_imaging_session, make_spiking_session
 
 READ = {"series": "DfOverF"}
 FIT = {"max_epochs": 3, "n_init": 1, "batch_size": 64}
-METRICS = ("heldout_log_likelihood", "heldout_partial_correlation", "heldout_reconstruction_r2")
+METRICS = ("log_likelihood", "gaussian_partial_correlation", "reconstruction_r2")
 
 
 @pytest.fixture(scope="module")
@@ -86,18 +88,19 @@ def test_ray_sweep_writes_one_nwb_file_per_fit_and_the_summary(ray_sweep, sessio
             row["seed"],
         )
         assert res.params["max_epochs"] == 3 and res.params["observation"] == "gaussian"
+        assert (
+            row["steps"] == res.steps == "heldout"
+        )  # trained on the even steps, scored on the odd
         for key in METRICS:  # stored in the NWB file as in the table
             assert res.metrics[key] == pytest.approx(row[key], rel=1e-12)
         # the held-out log-likelihood again from the model in the file, on the odd steps
         model = FacRNN.from_nwb(row["path"], name=row["fit_name"], device="cpu")
-        assert model.score(data, step_mask=odd) == pytest.approx(
-            row["heldout_log_likelihood"], rel=1e-6
-        )
+        assert model.score(data, step_mask=odd) == pytest.approx(row["log_likelihood"], rel=1e-6)
         if row["n_groups"] == 1:
-            assert row["heldout_partial_correlation"] == 0.0  # nothing to disentangle
+            assert row["gaussian_partial_correlation"] == 0.0  # nothing to disentangle
         else:
-            assert 0 < row["heldout_partial_correlation"] < 1
-        assert 0 < row["heldout_reconstruction_r2"] < 1 and row["n_epochs"] == 3
+            assert 0 < row["gaussian_partial_correlation"] < 1
+        assert 0 < row["reconstruction_r2"] < 1 and row["n_epochs"] == 3
 
     path = write_summary(rows, out)
     assert path == out / "summary.csv"
@@ -155,9 +158,9 @@ def test_resume_skips_finished_fits_and_retries_failed_ones(sessions, tmp_path, 
     bad.write_text("not yet")
     specs = plan_sweep([str(sessions / "img2.nwb"), str(bad)], [1], [2], [0], [0], READ, FIT)
     ran = []
-    real = sweep_module.run_fit
+    real = sweep_running.run_fit
     monkeypatch.setattr(
-        sweep_module, "run_fit", lambda spec, out, **kw: ran.append(spec.key) or real(spec, out)
+        sweep_running, "run_fit", lambda spec, out, **kw: ran.append(spec.key) or real(spec, out)
     )
     first = run_sweep(specs, tmp_path / "out", backend="serial")
     assert [r["status"] for r in first] == ["ok", "failed"] and len(ran) == 2
@@ -180,13 +183,11 @@ def test_resume_skips_finished_fits_and_retries_failed_ones(sessions, tmp_path, 
     ran.clear()
     fourth = run_sweep(specs, tmp_path / "out", backend="serial")
     assert ran == [specs[0].key] and fourth[0]["status"] == "ok"
-    assert fourth[0]["heldout_log_likelihood"] == pytest.approx(
-        first[0]["heldout_log_likelihood"], rel=1e-6
-    )
+    assert fourth[0]["log_likelihood"] == pytest.approx(first[0]["log_likelihood"], rel=1e-6)
 
 
 def test_without_ray_the_sweep_runs_serially(sessions, tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep_module, "ray_available", lambda: False)
+    monkeypatch.setattr(sweep_running, "ray_available", lambda: False)
     specs = plan_sweep([str(sessions / "img1.nwb")], [1], [1], [0], [3], READ, FIT)
     rows = run_sweep(specs, tmp_path)  # backend="auto"
     assert rows[0]["status"] == "ok"
@@ -199,8 +200,8 @@ def test_without_ray_the_sweep_runs_serially(sessions, tmp_path, monkeypatch):
 
 
 def test_a_ray_client_address_needs_the_ray_client(sessions, tmp_path, monkeypatch):
-    importable = sweep_module._importable  # make install brings the client: hide it
-    monkeypatch.setattr(sweep_module, "_importable", lambda m: m != "grpc" and importable(m))
+    importable = sweep_running._importable  # make install brings the client: hide it
+    monkeypatch.setattr(sweep_running, "_importable", lambda m: m != "grpc" and importable(m))
     specs = plan_sweep([str(sessions / "img1.nwb")], [1], [1], [0], [0], READ, FIT)
     with pytest.raises(ImportError, match=r"pip install 'ray\[client\]'"):
         run_sweep(specs, tmp_path, address="ray://127.0.0.1:10001")
@@ -220,7 +221,7 @@ def test_trials_and_behaviour_give_decoding_columns(sessions, tmp_path):
     assert steps.shape == data.activity.shape[:2] and (steps == steps[:1]).all()
     path = write_summary(run_sweep(specs, tmp_path, backend="serial"), tmp_path)
     header = path.read_text().splitlines()[0].split(",")
-    assert header.index("hand_vel_decoding_r2") == header.index("heldout_reconstruction_r2") + 1
+    assert header.index("hand_vel_decoding_r2") == header.index("reconstruction_r2") + 1
 
 
 # ------------------------------------------------------------------------------ specs
@@ -312,9 +313,9 @@ def _row(g, h, beta, seed, ll, pc, status="ok", source="s.nwb"):
         "beta": beta,
         "seed": seed,
         "status": status,
-        "heldout_log_likelihood": ll if status == "ok" else None,
-        "heldout_partial_correlation": pc if status == "ok" else None,
-        "heldout_reconstruction_r2": 0.5 if status == "ok" else None,
+        "log_likelihood": ll if status == "ok" else None,
+        "gaussian_partial_correlation": pc if status == "ok" else None,
+        "reconstruction_r2": 0.5 if status == "ok" else None,
     }
 
 
@@ -331,7 +332,7 @@ def test_select_model_takes_the_best_disentangled_configuration():
     ]
     sel = select_model(rows)
     assert (sel.n_groups, sel.group_rank, sel.beta) == (2, 3, 20.0)
-    assert sel.choice["heldout_log_likelihood_mean"] == pytest.approx(11.1)
+    assert sel.choice["log_likelihood_mean"] == pytest.approx(11.1)
     assert sel.choice["n_fits"] == 3 and sel.choice["chosen"]
     by = {(r["n_groups"], r["group_rank"], r["beta"]): r for r in sel.table}
     assert not by[(3, 3, 0.0)]["eligible"]
@@ -376,15 +377,19 @@ def test_cli_sweep_prints_the_table_and_select_prints_the_choice(sessions, tmp_p
     out = tmp_path / "sweep"
     args = ["sweep", sessions / "img1.nwb", sessions / "broken.nwb", "--series", "DfOverF"]
     args += ["--n-groups", "1,2", "--group-rank", "2", "--seeds", "0", "--epochs", "3"]
-    args += ["--n-init", "1", "--output", out, "--serial"]
+    args += ["--n-init", "1", "--output-dir", out, "--serial"]
     text = _invoke(args).output
     assert "4 fits on this process, one after another" in text
-    assert "held-out LL (nats/step)" in text and "PC (nats)" in text
+    assert "Sweep (metrics on the held-out (odd) time steps)" in text
+    assert all(name in text for name in METRICS)  # the metrics' names, as in summary.csv
     assert "4 fits: 2 run, 0 finished before (skipped), 2 failed" in text
     assert "failed broken_facrnn_G1H2_beta20_seed0_" in text and "not an NWB file" in text
     assert f"summary: {out / 'summary.csv'}" in text
     rows = read_summary(out / "summary.csv")
     assert [r["status"] for r in rows] == ["ok", "ok", "failed", "failed"]
+    assert all(r["steps"] == "heldout" for r in rows)
+    header = (out / "summary.csv").read_text().splitlines()[0].split(",")
+    assert "steps" in header and not any(c.startswith("heldout_") for c in header)
     # the same fits from Python have the same keys: the CLI's defaults change nothing
     fit = {"max_epochs": 3, "n_init": 1}
     specs = plan_sweep([sessions / "img1.nwb"], [1, 2], [2], [20], [0], READ, fit)
@@ -394,17 +399,26 @@ def test_cli_sweep_prints_the_table_and_select_prints_the_choice(sessions, tmp_p
     assert "4 fits: 0 run, 2 finished before (skipped), 2 failed" in again
 
     chosen = _invoke(["select", out]).output
-    best = max((r for r in rows if r["status"] == "ok"), key=lambda r: r["heldout_log_likelihood"])
+    best = max((r for r in rows if r["status"] == "ok"), key=lambda r: r["log_likelihood"])
     assert f"chosen: G = {best['n_groups']}, H = 2, beta = 20" in chosen
     assert "◀ chosen" in chosen and "left out (no fit of it finished)" in chosen
-    assert (
-        f"fit it: nwb-facrnn fit {sessions / 'img1.nwb'} --n-groups {best['n_groups']} "
-        f"--group-rank 2 --beta 20 --seed 0 --series DfOverF --epochs 3 --n-init 1"
-    ) in chosen
+    command = (
+        f"nwb-facrnn fit {sessions / 'img1.nwb'} --n-groups {best['n_groups']} "
+        f"--group-rank 2 --beta 20 --seed 0 --series DfOverF --n-init 1 --max-epochs 3"
+    )
+    assert f"fit it: {command}" in chosen
+    given = main.commands["fit"].make_context("fit", shlex.split(command)[2:]).params
+    assert (given["n_groups"], given["max_epochs"], given["series"]) == (
+        best["n_groups"],
+        3,
+        "DfOverF",
+    )
     assert best["path"] in chosen
     strict = _invoke(["select", out / "summary.csv", "--pc-threshold", "1e-9"]).output
     assert "chosen: G = 1, H = 2" in strict  # only G = 1 (PC = 0) is disentangled enough
     assert "no: partial correlation" in strict
+    one_se = _invoke(["select", out, "--rule", "one-se"]).output
+    assert "rule one_se" in one_se
 
 
 def test_cli_sweep_where_every_fit_fails_exits_2(sessions, tmp_path):
@@ -454,35 +468,50 @@ def test_cli_sweep_reads_lists_from_a_config_file(sessions, tmp_path):
     assert [(r["n_groups"], r["seed"], r["beta"]) for r in rows] == [(1, 4, 0.0), (2, 4, 0.0)]
 
 
-def test_heldout_partial_correlation_and_undefined_metrics_round_trip(tmp_path):
-    from nwb_facrnn.metrics import gaussian_partial_correlation
-    from nwb_facrnn.sweep import finished_row, heldout_partial_correlation
-
-    rng = np.random.default_rng(0)
-    z = rng.standard_normal((400, 4))
-    z[:, 2] += z[:, 0]  # group 1 depends on group 0
-    odd = np.arange(400) % 2 == 1
-    assert heldout_partial_correlation(z, odd, 2) == pytest.approx(
-        gaussian_partial_correlation(np.cov(z[odd].T), 2)
-    )
-    assert heldout_partial_correlation(z, odd, 2) > 0.2
-    assert heldout_partial_correlation(z, odd, 1) == 0.0  # one group: nothing to disentangle
-    assert math.isnan(heldout_partial_correlation(z[:4], odd[:4], 2))  # too few steps
-    trials = np.stack([z[:200], z[200:]])
-    trials[1, 150:] = np.nan  # padding after a short trial is left out
-    steps = np.broadcast_to(odd[:200], (2, 200))
-    assert 0.2 < heldout_partial_correlation(trials, steps, 2) < 1
-
+def test_undefined_metrics_round_trip(tmp_path):
     spec = FitSpec(str(tmp_path / "a.nwb"), 2, 2, 0.0, 0)
     (tmp_path / "fits").mkdir()
     (tmp_path / "fits" / "x.nwb").write_bytes(b"")
     row = {"key": spec.key, "status": "ok", "path": str(tmp_path / "fits" / "x.nwb")}
-    sweep_module._write_json(
-        tmp_path / "fits" / f"{spec.key}.json", {**row, "heldout_partial_correlation": math.nan}
+    write_row(
+        tmp_path / "fits" / f"{spec.key}.json", {**row, "gaussian_partial_correlation": math.nan}
     )
     stored = json.loads((tmp_path / "fits" / f"{spec.key}.json").read_text())  # plain JSON
-    assert stored["heldout_partial_correlation"] == "nan"
+    assert stored["gaussian_partial_correlation"] == "nan"
     again = finished_row(spec, tmp_path)
-    assert again["reused"] and math.isnan(again["heldout_partial_correlation"])
+    assert again["reused"] and math.isnan(again["gaussian_partial_correlation"])
     (tmp_path / "fits" / "x.nwb").unlink()
     assert finished_row(spec, tmp_path) is None  # its NWB file is gone: fit again
+
+
+def test_sweeps_written_with_the_old_metric_names_resume_and_select(tmp_path):
+    """Before the names were unified, rows had heldout_* columns: read under today's names."""
+    old_rows = [
+        {
+            **{"source": "s.nwb", "key": f"k{g}", "n_groups": g, "group_rank": 1, "beta": 0.0},
+            **{"seed": 0, "status": "ok", "heldout_log_likelihood": ll},
+            **{"heldout_partial_correlation": pc, "heldout_reconstruction_r2": 0.5},
+            "hand_vel_decoding_r2": 0.1,
+        }
+        for g, ll, pc in ((1, 1.0, 0.0), (2, 2.0, 0.05))
+    ]
+    # an old summary.csv
+    columns = list(old_rows[0])
+    lines = [",".join(columns)] + [",".join(str(r[c]) for c in columns) for r in old_rows]
+    (tmp_path / "summary.csv").write_text("\n".join(lines) + "\n")
+    read = read_summary(tmp_path)
+    assert [r["log_likelihood"] for r in read] == [1.0, 2.0]
+    assert all(r["steps"] == "heldout" and "heldout_log_likelihood" not in r for r in read)
+    assert read[0]["hand_vel_decoding_r2"] == 0.1
+    sel = select_model(read)
+    assert sel.n_groups == 2 and sel.choice["log_likelihood_mean"] == 2.0
+    assert select_model(old_rows, metric="heldout_log_likelihood").n_groups == 2
+    # an old fit's JSON row: the fit is not run again, its row has today's names
+    spec = FitSpec(str(tmp_path / "a.nwb"), 2, 1, 0.0, 0)
+    (tmp_path / "fits").mkdir()
+    (tmp_path / "fits" / "x.nwb").write_bytes(b"")
+    stored = {**old_rows[1], "key": spec.key, "path": str(tmp_path / "fits" / "x.nwb")}
+    write_row(tmp_path / "fits" / f"{spec.key}.json", stored)
+    again = finished_row(spec, tmp_path)
+    assert again["log_likelihood"] == 2.0 and again["steps"] == "heldout"
+    assert not any(k.startswith("heldout_") for k in again)

@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 
+from nwb_facrnn.errors import OptionError
 from nwb_facrnn.synthetic import (
     CHAOTIC_SYSTEMS,
     SyntheticDataset,
@@ -108,7 +109,7 @@ def test_gaussian_shapes_and_metadata(gaussian):
 def test_dataset_is_frozen(gaussian):
     with pytest.raises(dataclasses.FrozenInstanceError):
         gaussian.noise_std = 0.2  # type: ignore[misc]
-    with pytest.raises(ValueError, match=re.escape("B must have shape (6, 20)")):
+    with pytest.raises(OptionError, match=re.escape("B must have shape (6, 20)")):
         dataclasses.replace(gaussian, B=gaussian.B.T)
 
 
@@ -182,7 +183,7 @@ def test_connectivity(gaussian):
     np.testing.assert_allclose(sum(groups), W, atol=1e-12)
     assert [np.linalg.matrix_rank(Wg) for Wg in groups] == [3, 3]
     assert np.linalg.matrix_rank(W) == 6
-    with pytest.raises(ValueError, match=re.escape("g must be an int in [0, 2)")):
+    with pytest.raises(OptionError, match=re.escape("g must be an int in [0, 2)")):
         gaussian.group_connectivity(2)
 
 
@@ -245,7 +246,7 @@ def test_poisson_shares_latents_with_gaussian(poisson, gaussian):
     ],
 )
 def test_dataset_argument_validation(builder, kwargs, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(OptionError, match=re.escape(message)):
         builder(**kwargs)
 
 
@@ -259,5 +260,5 @@ def test_dataset_argument_validation(builder, kwargs, message):
     ],
 )
 def test_trajectory_argument_validation(args, kwargs, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(OptionError, match=re.escape(message)):
         chaotic_trajectory(*args, **kwargs)

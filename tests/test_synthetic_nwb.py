@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from pynwb import NWBHDF5IO
 
+from nwb_facrnn.errors import OptionError
 from nwb_facrnn.synthetic import (
     ImagingTruth,
     SpikingTruth,
@@ -503,7 +504,7 @@ def test_make_session_refuses_to_overwrite(tmp_path):
     ],
 )
 def test_spiking_bad_parameters(params, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(OptionError, match=match):
         spiking_nwbfile(**{**TINY_SPIKING, **params})
 
 
@@ -527,10 +528,10 @@ def test_spiking_bad_parameters(params, match):
     ],
 )
 def test_imaging_bad_parameters(params, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(OptionError, match=match):
         imaging_nwbfile(**{**TINY_IMAGING, **params})
 
 
 def test_make_imaging_session_rejects_backend(tmp_path):
-    with pytest.raises(ValueError, match="suffix"):
+    with pytest.raises(OptionError, match="suffix"):
         make_imaging_session(tmp_path / "x.nwb", backend="zarr", **TINY_IMAGING)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nwb_facrnn.io.results import FitResults
+from nwb_facrnn.io import FitResults
 
 
 class FitCancelled(Exception):
@@ -72,30 +72,11 @@ def fit_session(
     Returns
     -------
     (FitResults, path or None)
-        The fit as it would read back from NWB, and where it was saved.
+        The fit (as read back from NWB when saved), and where it was saved.
     """
-    from nwb_facrnn import FacRNN, read_nwb
-    from nwb_facrnn.io.writer import check_destination, results_from_model, write_fit
+    from nwb_facrnn import fit_source
 
     rois = {"accepted": True} if request.accepted_only and _has_accepted(request.path) else None
-    data = read_nwb(
-        request.path,
-        modality="ophys",
-        series=request.series or None,
-        rois=rois,
-        bin_size=request.bin_size or None,
-    )
-    model = FacRNN(
-        n_groups=request.n_groups,
-        group_rank=request.group_rank,
-        beta=request.beta,
-        max_epochs=request.max_epochs,
-        seed=request.seed,
-        progress=False,
-        **request.model_options,
-    )
-    if request.save:
-        check_destination(model, data, request.output)  # refuse before training, not after
 
     def callback(epoch: int, terms: dict[str, float]) -> None:
         if on_epoch is not None:
@@ -103,19 +84,31 @@ def fit_session(
         if cancelled is not None and cancelled():
             raise FitCancelled(f"fit cancelled after {epoch + 1} epochs")
 
-    model.fit(data, callback=callback)
-    saved = None
-    results = results_from_model(model, data)
-    if request.save:
-        saved, name = write_fit(model, data, request.output)
-        results.name = name
-        results.path = str(saved)
-    return results, saved
+    outcome = fit_source(
+        request.path,
+        read_options={
+            "modality": "ophys",
+            "series": request.series or None,
+            "rois": rois,
+            "bin_size": request.bin_size or None,
+        },
+        model_options={
+            "n_groups": request.n_groups,
+            "group_rank": request.group_rank,
+            "beta": request.beta,
+            "max_epochs": request.max_epochs,
+            "seed": request.seed,
+            "progress": False,
+            **request.model_options,
+        },
+        output={"output": request.output, "save": request.save},
+        callback=callback,
+    )
+    return outcome.results, outcome.path
 
 
 def _has_accepted(path: str | os.PathLike) -> bool:
-    from nwb_facrnn.io.fov import plane_segmentations
-    from nwb_facrnn.io.reader import open_nwbfile
+    from nwb_facrnn.io import open_nwbfile, plane_segmentations
 
     with open_nwbfile(path) as (nwbfile, _source, _backend):
         return any("accepted" in ps.colnames for ps in plane_segmentations(nwbfile))

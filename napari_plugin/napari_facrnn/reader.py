@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from nwb_facrnn.io.errors import NWBReadError
+from nwb_facrnn import NWBReadError
 
 from .layers import LayerData, scene_layers
 from .scene import open_scene

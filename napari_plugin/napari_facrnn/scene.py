@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from nwb_facrnn.io.errors import NWBReadError
-from nwb_facrnn.io.fov import FieldOfView, NoImagingError, read_field_of_view
-from nwb_facrnn.io.results import FitResults, find_results
+from nwb_facrnn import NWBReadError
+from nwb_facrnn.io import FieldOfView, FitResults, NoImagingError, find_results, read_field_of_view
 
 from .colors import group_colors
 from .frames import DatasetFrames, MaskedFrames, Timeline
@@ -295,7 +294,7 @@ def _written(res_container: Any) -> str:
 def _connectivity_table(res_container: Any) -> str | None:
     from hdmf.common import DynamicTableRegion
 
-    from nwb_facrnn.io.nwb_objects import object_path
+    from nwb_facrnn.io import object_path
 
     conn = res_container.connectivity
     if conn is None:
@@ -334,9 +333,7 @@ def open_scene(
     NWBReadError
         The file cannot be read, or ``name``/``table`` names nothing in it.
     """
-    from nwb_facrnn.io.extension import ndx_facrnn
-    from nwb_facrnn.io.reader import open_nwbfile
-    from nwb_facrnn.io.results import read_results
+    from nwb_facrnn.io import ndx_facrnn, open_nwbfile, read_results
 
     if not Path(path).exists():
         raise NWBReadError(str(path), "/", "does not exist")

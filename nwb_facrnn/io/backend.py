@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from .atomic import atomic_destination
+from ..atomic import atomic_destination
 from .errors import NWBReadError
 
 Backend = Literal["hdf5", "zarr"]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import OptionError
+
 
 @dataclass(frozen=True)
 class BinGrid:
@@ -226,7 +228,7 @@ def bin_series(
     observed : numpy.ndarray, bool, shape (n_seq, T, D)
     """
     if len(timestamps) == 0:
-        raise ValueError("bin_series needs at least one sample")
+        raise OptionError("bin_series needs at least one sample")
     n_seq, n_bins = grid.n_seq, grid.n_bins
     valid = grid.valid().ravel()
     b0 = grid.timestamps().ravel()

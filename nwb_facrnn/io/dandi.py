@@ -221,8 +221,10 @@ def client_for(api_url: str):
 
 
 def _api_timeout() -> tuple[float, float]:
-    value = os.environ.get("NWB_FACRNN_HTTP_TIMEOUT")
-    return (float(value), float(value)) if value else API_TIMEOUT
+    from .remote.transport import timeout_from_env
+
+    value = timeout_from_env()
+    return (value, value) if value is not None else API_TIMEOUT
 
 
 def api_token(api_url: str) -> str | None:

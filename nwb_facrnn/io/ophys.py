@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import OptionError
 from .binning import BinGrid, bin_series
 from .errors import NWBReadError
 from .nwb_objects import data_shape, object_path, series_timestamps, table_columns
@@ -226,7 +227,7 @@ def detrend_traces(
     elif method == "exponential":
         basis = [np.exp(-s / tau) for tau in np.geomspace(0.05, 5.0, 24)]
     else:
-        raise ValueError(f"detrend must be None, 'linear' or 'exponential', got {method!r}")
+        raise OptionError(f"detrend must be None, 'linear' or 'exponential', got {method!r}")
     best_err = np.full(y.shape[1], np.inf)
     trend = np.zeros_like(y)
     s0 = w.sum(0)

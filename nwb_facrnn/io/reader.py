@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .. import __version__
+from ..errors import OptionError
 from ..neural_data import NeuralData
 from .backend import detect_backend, open_io
 from .binning import BinGrid, bin_series
@@ -141,7 +142,7 @@ def read_nwb(
         if v is not None
     }
     if bin_size is not None and not (isinstance(bin_size, numbers.Real) and bin_size > 0):
-        raise ValueError(f"bin_size must be a positive number of seconds, got {bin_size!r}")
+        raise OptionError(f"bin_size must be a positive number of seconds, got {bin_size!r}")
     if bin_size is not None:
         # the shortest decimal of its own precision: np.float32(0.05) means 0.05, not 0.0500000007
         options["bin_size"] = float(np.format_float_positional(bin_size))
@@ -230,7 +231,7 @@ def open_nwbfile(
         yield source, name or "<in-memory NWBFile>", backend
         return
     if not isinstance(source, str | os.PathLike):
-        raise TypeError(f"source must be a path or a pynwb.NWBFile, got {type(source).__name__}")
+        raise OptionError(f"source must be a path or a pynwb.NWBFile, got {type(source).__name__}")
     path = Path(source)
     name = str(path)
     backend = detect_backend(path)
@@ -312,7 +313,7 @@ def _choose_modality(
     has_ophys = bool(list_roi_series(nwbfile))
     if modality is not None:
         if modality not in ("spikes", "ophys"):
-            raise ValueError(f"modality must be 'spikes' or 'ophys', got {modality!r}")
+            raise OptionError(f"modality must be 'spikes' or 'ophys', got {modality!r}")
         return modality
     if series is not None or rois is not None:
         return "ophys"
@@ -355,7 +356,7 @@ def _read_spikes(
 ) -> tuple[NeuralData, BinGrid, tuple[np.ndarray, int]]:
     """Binned spike counts, the grid, and (kept rows of the Units table, its row count)."""
     if options.get("detrend") or options.get("zscore"):
-        raise ValueError("detrend and zscore apply to imaging data, not spike counts")
+        raise OptionError("detrend and zscore apply to imaging data, not spike counts")
     table = load_units(nwbfile, source)
     n_all = len(table.ids)
     table, keep = select_units(table, options.get("units"), source)

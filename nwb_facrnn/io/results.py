@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..metrics import canonical_metrics, metric_definition
 from .errors import NWBReadError
-from .extension_spec import WEIGHT_NAMES
+from .extension import WEIGHT_NAMES
 
 
 @dataclass
@@ -55,6 +57,16 @@ class FitResults:
         Per-epoch loss terms.
     provenance : dict
         Source file or asset, read options, software versions.
+    steps : {"all", "heldout"}
+        The time steps ``metrics`` were computed on: every fitted step, or the held-out
+        (odd) steps of a fit trained on the even ones.
+    trials : dict of str to numpy.ndarray
+        Scalar columns of the trials table for the fitted trials, each shape (n_trials,),
+        with ``"id"`` (the trial ids, as in ``trial_ids``); empty for continuous data.
+    state : ModelState or None
+        The model's weights and fitted attributes, on results built from a fitted model
+        (:func:`nwb_facrnn.evaluation.build_results`); None on results read from a file
+        (:func:`read_model_state` reads them).
     """
 
     name: str
@@ -76,6 +88,9 @@ class FitResults:
     metrics: dict[str, float] = field(default_factory=dict)
     history: dict[str, np.ndarray] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    steps: str = "all"
+    trials: dict[str, np.ndarray] = field(default_factory=dict)
+    state: Any = field(default=None, repr=False, compare=False)
 
     def group_slice(self, g: int) -> slice:
         """Latent dims of group ``g``."""
@@ -188,6 +203,8 @@ def read_results(path: str | os.PathLike, name: str | None = None) -> FitResults
     Returns
     -------
     FitResults
+        With the trials table's scalar columns for the fitted trials (``trials``); a trials
+        table that cannot be read is warned about (``UserWarning``) and left out.
     """
     from hdmf.common import DynamicTableRegion
 
@@ -197,6 +214,7 @@ def read_results(path: str | os.PathLike, name: str | None = None) -> FitResults
         res = _select(nwbfile, source, name)
         model = res.model
         lat = res.latents
+        trial_ids = None if lat.trial_ids is None else np.asarray(lat.trial_ids[:])
         conn = res.connectivity
         region = None
         columns: dict[str, np.ndarray] = {}
@@ -211,13 +229,14 @@ def read_results(path: str | os.PathLike, name: str | None = None) -> FitResults
             rows = np.asarray(region.data[:])
             unit_ids = np.asarray(region.table.id[:])[rows]
             unit_table = object_path(region.table)
+        metrics, steps = fit_metrics(model.fit_metrics)
         out = FitResults(
             name=res.name,
             path=source,
             object_path=object_path(res),
             latents=np.asarray(lat.data[:]),
             timestamps=np.asarray(lat.get_timestamps()[:], dtype=np.float64),
-            trial_ids=None if lat.trial_ids is None else np.asarray(lat.trial_ids[:]),
+            trial_ids=trial_ids,
             unit_ids=unit_ids,
             unit_table=unit_table,
             **connectivity_fields(columns),
@@ -225,11 +244,44 @@ def read_results(path: str | os.PathLike, name: str | None = None) -> FitResults
             group_rank=int(model.group_rank),
             bin_size=float(model.bin_size),
             params=json.loads(model.parameters),
-            metrics=_metrics(model.fit_metrics),
+            metrics=metrics,
             history=_columns(model.training_history),
             provenance=json.loads(model.provenance),
+            steps=steps,
+            trials=_fitted_trials(nwbfile, source, trial_ids),
         )
     return out
+
+
+def _fitted_trials(nwbfile, source: str, trial_ids: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The scalar columns of the file's trials table for the fitted trials: the rows whose ids
+    occur in ``trial_ids``, in their order of first appearance there, with ``"id"``.  Empty
+    for continuous data and without a trials table; a table that cannot be read is warned
+    about and left out (the fit itself still reads)."""
+    from .layout import TRIALS_PATH
+    from .nwb_objects import table_columns
+
+    if trial_ids is None:
+        return {}
+    try:
+        trials = nwbfile.trials
+        if trials is None:
+            return {}
+        table_ids = np.asarray(trials.id[:])
+        columns = table_columns(trials)
+    except Exception as exc:  # whatever the backend raises: the conditions are optional
+        warnings.warn(
+            f"{source}: {TRIALS_PATH}: cannot read the trials table ({type(exc).__name__}: "
+            f"{exc}); the fit's trials carry no columns (FitResults.trials is empty)",
+            stacklevel=3,
+        )
+        return {}
+    row_of: dict[Any, int] = {}
+    for row, tid in enumerate(table_ids.tolist()):
+        row_of.setdefault(tid, row)
+    first = np.sort(np.unique(trial_ids, return_index=True)[1])
+    rows = np.array([row_of[t] for t in trial_ids[first].tolist() if t in row_of], dtype=np.int64)
+    return {"id": table_ids[rows], **{name: v[rows] for name, v in columns.items()}}
 
 
 def read_model_state(path: str | os.PathLike, name: str | None = None):
@@ -272,8 +324,44 @@ def _columns(table) -> dict[str, np.ndarray]:
     return {c.name: np.asarray(c.data[:]) for c in table.columns}
 
 
-def _metrics(table) -> dict[str, float]:
+def fit_metrics(table) -> tuple[dict[str, float], str]:
+    """The metrics of a ``fit_metrics`` table under today's names, and the steps they were
+    computed on (files written before the ``steps`` column name held-out metrics
+    ``heldout_*``)."""
     if table is None:
-        return {}
+        return {}, "all"
     cols = _columns(table)
-    return {str(k): float(v) for k, v in zip(cols["metric"], cols["value"], strict=True)}
+    raw = {str(k): float(v) for k, v in zip(cols["metric"], cols["value"], strict=True)}
+    if "steps" in cols and len(cols["steps"]):
+        steps = str(cols["steps"][0])
+    else:
+        steps = "heldout" if any(k.startswith("heldout_") for k in raw) else "all"
+    return canonical_metrics(raw), steps
+
+
+def results_name(params: dict[str, Any]) -> str:
+    """The default container name of a fit: ``facrnn_G{G}H{H}_beta{beta}_seed{seed}``.
+
+    Parameters
+    ----------
+    params : dict
+        The fit's FacRNN parameters (``FacRNN.get_params()``).
+    """
+    return (
+        f"facrnn_G{params['n_groups']}H{params['group_rank']}_beta{params['beta']:g}"
+        f"_seed{params['seed']}"
+    )
+
+
+def metric_rows(results: FitResults) -> list[tuple[str, float, str]]:
+    """``(name, value, definition)`` of every metric of ``results``, each definition saying
+    which steps were scored (the NWB ``fit_metrics`` table and printed tables)."""
+    where = "all fitted time steps" if results.steps == "all" else "the held-out (odd) steps"
+    rows = []
+    for key, value in results.metrics.items():
+        try:
+            text = metric_definition(key)
+        except KeyError:
+            text = "Given by the caller."
+        rows.append((key, float(value), f"{text} Computed on {where}."))
+    return rows

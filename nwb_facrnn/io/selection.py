@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import OptionError
 from .errors import NWBReadError
 
 Selection = Mapping[str, Any] | str
@@ -45,7 +46,7 @@ def parse_selection(text: str) -> dict[str, Any]:
             continue
         m = _CONDITION.match(part)
         if not m:
-            raise ValueError(
+            raise OptionError(
                 f"cannot parse selection {part.strip()!r}; expected 'column == value' "
                 "(or '!='), conditions joined by ',' or 'and'"
             )

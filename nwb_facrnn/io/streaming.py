@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_file
 from .dandi import RemoteSourceError, resolve
 from .errors import NWBReadError
 
@@ -21,16 +22,23 @@ Cache = bool | str | os.PathLike
 
 def retry_policy():
     """The retry policy of remote reads; ``NWB_FACRNN_HTTP_TIMEOUT`` (seconds without an
-    answer before a request fails) and ``NWB_FACRNN_HTTP_RETRIES`` (attempts) override it."""
+    answer before a request fails) and ``NWB_FACRNN_HTTP_RETRIES`` (attempts) override it.
+
+    Raises
+    ------
+    OptionError
+        One of the variables has a value that is not a number > 0 (a whole number >= 1).
+    """
     from .remote import RetryPolicy
+    from .remote.transport import attempts_from_env, timeout_from_env
 
     policy = RetryPolicy()
-    timeout = os.environ.get("NWB_FACRNN_HTTP_TIMEOUT")
-    attempts = os.environ.get("NWB_FACRNN_HTTP_RETRIES")
-    if timeout:
-        policy.timeout = (float(timeout), float(timeout))
-    if attempts:
-        policy.attempts = int(attempts)
+    timeout = timeout_from_env()
+    attempts = attempts_from_env()
+    if timeout is not None:
+        policy.timeout = (timeout, timeout)
+    if attempts is not None:
+        policy.attempts = attempts
     return policy
 
 
@@ -148,7 +156,7 @@ def download_asset(
                 f"the download does not match the asset's {algorithm} digest (expected "
                 f"{expected}, got {got}); it was removed, try again",
             )
-    marker.write_text(f"{algorithm}:{expected}\n")
+    write_file(marker, f"{algorithm}:{expected}\n")
     return dest, {**details, "local_path": str(dest)}
 
 

@@ -63,11 +63,10 @@ def _fit_row(res: Any) -> dict[str, Any]:
     """One FacRNN fit stored in the file (see :func:`nwb_facrnn.write_results`)."""
     import json
 
+    from .results import fit_metrics
+
     model = res.model
-    metrics = {}
-    if model.fit_metrics is not None:
-        table = model.fit_metrics
-        metrics = dict(zip(table["metric"].data[:], table["value"].data[:], strict=True))
+    metrics, steps = fit_metrics(model.fit_metrics)
     source = json.loads(model.provenance).get("unit_table", "")
     n_units = len(res.connectivity) if res.connectivity is not None else "?"
     ll = metrics.get("log_likelihood")
@@ -79,7 +78,8 @@ def _fit_row(res: Any) -> dict[str, Any]:
         "seed": int(model.seed),
         "bins": data_shape(res.latents.data)[0],
         "units": n_units,
-        "log-lik (nats/bin)": "" if ll is None else f"{ll:.3f}",
+        "log_likelihood (nats/step)": "" if ll is None else f"{ll:.3f}",
+        "steps": steps if metrics else "",
         "fitted table": source,
     }
 

@@ -15,6 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from ..errors import OptionError
+
 ArrayLike = np.ndarray | torch.Tensor
 
 
@@ -62,7 +64,7 @@ def as_sequences(x: ArrayLike, name: str = "X", n_features: int | None = None) -
 
     Raises
     ------
-    ValueError
+    OptionError
         Wrong number of dimensions, fewer than 2 time bins, no units, a unit
         count that differs from ``n_features``, or NaN/inf values.
     """
@@ -71,27 +73,29 @@ def as_sequences(x: ArrayLike, name: str = "X", n_features: int | None = None) -
     try:
         arr = np.asarray(x, dtype=np.float32)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a numeric array, got {type(x).__name__}: {err}") from None
+        raise OptionError(
+            f"{name} must be a numeric array, got {type(x).__name__}: {err}"
+        ) from None
     if arr.ndim not in (2, 3):
-        raise ValueError(
+        raise OptionError(
             f"{name} must have shape (T, N) or (n_trials, T, N); got {arr.ndim} dimension(s) "
             f"with shape {arr.shape}"
         )
     seqs = arr[None] if arr.ndim == 2 else arr
     if seqs.shape[1] < 2:
-        raise ValueError(
+        raise OptionError(
             f"{name} needs at least 2 time bins per sequence (T >= 2), got T = {seqs.shape[1]}"
         )
     if seqs.shape[2] < 1 or seqs.shape[0] < 1:
-        raise ValueError(f"{name} has no units or no trials: shape {arr.shape}")
+        raise OptionError(f"{name} has no units or no trials: shape {arr.shape}")
     if n_features is not None and seqs.shape[2] != n_features:
-        raise ValueError(
+        raise OptionError(
             f"{name} has N = {seqs.shape[2]} units but the model was fit on N = {n_features}"
         )
     bad = ~np.isfinite(seqs)
     if bad.any():
         where = np.argwhere(bad)[0]
-        raise ValueError(
+        raise OptionError(
             f"{name} contains {int(bad.sum())} NaN or inf value(s) (first at index "
             f"{tuple(int(i) for i in (where if arr.ndim == 3 else where[1:]))}); "
             "all values must be finite"
@@ -118,7 +122,7 @@ def inputs_like(inputs: ArrayLike | None, seqs: np.ndarray, name: str = "inputs"
         return np.zeros_like(seqs)
     u = as_sequences(inputs, name, n_features=seqs.shape[2])
     if u.shape != seqs.shape:
-        raise ValueError(
+        raise OptionError(
             f"{name} must have the same shape as the activity {seqs.shape}, got {u.shape}"
         )
     return u
@@ -130,11 +134,11 @@ def step_mask_like(mask: ArrayLike | None, seqs: np.ndarray, name: str = "step_m
         return np.ones(seqs.shape[:2], dtype=bool)
     m = np.asarray(mask)
     if m.dtype != bool:
-        raise ValueError(f"{name} must be boolean, got dtype {m.dtype}")
+        raise OptionError(f"{name} must be boolean, got dtype {m.dtype}")
     if m.ndim == 1:
         m = m[None]
     if m.shape != seqs.shape[:2]:
-        raise ValueError(
+        raise OptionError(
             f"{name} must have shape (T,) or (n_trials, T) = {seqs.shape[:2]}, got {m.shape}"
         )
     return m
@@ -153,11 +157,11 @@ def observed_like(
         return None
     m = np.asarray(mask)
     if m.dtype != bool:
-        raise ValueError(f"{name} must be boolean, got dtype {m.dtype}")
+        raise OptionError(f"{name} must be boolean, got dtype {m.dtype}")
     if m.ndim == 2:
         m = m[None]
     if m.shape != seqs.shape:
-        raise ValueError(f"{name} must have the shape of the activity {seqs.shape}, got {m.shape}")
+        raise OptionError(f"{name} must have the shape of the activity {seqs.shape}, got {m.shape}")
     return None if m.all() else m
 
 
@@ -166,7 +170,7 @@ def observed_mean(seqs: np.ndarray, observed: np.ndarray | None, name: str = "X"
 
     Raises
     ------
-    ValueError
+    OptionError
         A unit that is never observed.
     """
     if observed is None:
@@ -174,7 +178,7 @@ def observed_mean(seqs: np.ndarray, observed: np.ndarray | None, name: str = "X"
     n_obs = observed.sum(axis=(0, 1))
     never = np.flatnonzero(n_obs == 0)
     if never.size:
-        raise ValueError(
+        raise OptionError(
             f"{name}: unit(s) at column(s) {never[:10].tolist()} are never observed (mask is all "
             "False); drop them before fitting"
         )
@@ -203,6 +207,45 @@ def blank_unobserved(X: Any, mask: ArrayLike | None) -> Any:
     if m.dtype != bool or m.shape != arr.shape:
         return X  # observed_like reports the problem
     return np.where(m, arr, np.zeros((), dtype=arr.dtype))
+
+
+def validate_activity(
+    X: ArrayLike | NeuralDataLike,
+    inputs: ArrayLike | None,
+    mask: ArrayLike | None,
+    *,
+    n_features: int | None = None,
+    poisson: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+    """The activity, inputs and mask of an estimator call, validated.
+
+    Parameters
+    ----------
+    X, inputs, mask
+        As given to ``fit`` or ``transform``: ``X`` may be a NeuralData, which brings its
+        own inputs and mask (see :func:`unpack_neural_data`).
+    n_features : int, optional
+        Required number of units (the number seen by ``fit``).
+    poisson : bool
+        Also require non-negative counts (observed values only).
+
+    Returns
+    -------
+    seqs : numpy.ndarray, shape (n_trials, T, N), float32
+        Unobserved values zeroed (not imputed).
+    inputs : numpy.ndarray, shape (n_trials, T, N), float32
+    observed : numpy.ndarray of bool, shape (n_trials, T, N), or None
+        None when every value is observed.
+    single : bool
+        ``X`` was one (T, N) sequence.
+    """
+    X, inputs, mask = unpack_neural_data(X, inputs, mask)
+    seqs = as_sequences(blank_unobserved(X, mask), "X", n_features=n_features)
+    single = np.ndim(X) == 2
+    observed = observed_like(mask, seqs)
+    if poisson and (impute(seqs, observed, np.zeros(1)) < 0).any():
+        raise OptionError("observation='poisson' needs non-negative counts in X")
+    return seqs, inputs_like(inputs, seqs), observed, single
 
 
 def impute(seqs: np.ndarray, observed: np.ndarray | None, fill: np.ndarray) -> np.ndarray:
@@ -277,6 +320,13 @@ class Transitions:
     def subset(self, idx: torch.Tensor) -> Transitions:
         w = None if self.weight is None else self.weight[idx]
         return Transitions(self.prev[idx], self.curr[idx], self.inputs[idx], w)
+
+    def split(self, fraction: float, seed: int) -> tuple[Transitions, Transitions]:
+        """(kept, held out): a random ``fraction`` of the samples (at least one) held out."""
+        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        n_held = max(1, round(fraction * len(self)))
+        perm = perm.to(self.prev.device)
+        return self.subset(perm[n_held:]), self.subset(perm[:n_held])
 
 
 def make_transitions(

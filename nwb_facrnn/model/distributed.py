@@ -56,12 +56,13 @@ Two ways to run:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -72,9 +73,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from ..atomic import write_file
+from ..errors import OptionError
 from .data import Transitions
 from .modules import LowRankRNNVAE
-from .training import BatchPart, Objective, TrainResult, train
+from .training import BatchPart, Callback, Problem, TrainOptions, TrainResult, train
 
 #: Seconds the other workers get to exit on their own after one failed, before SIGTERM.
 GRACE_PERIOD_S = 2.0
@@ -221,7 +224,8 @@ class ProcessShard:
 
     @torch.no_grad()
     def check_same_data(self, data: Transitions) -> None:
-        """Raise ValueError on every process unless all hold the same number and sums of samples."""
+        """Raise OptionError on every process unless all hold the same number and sums
+        of samples."""
         tensors = [data.prev, data.curr, data.inputs]
         if data.weight is not None:
             tensors.append(data.weight)
@@ -235,7 +239,7 @@ class ProcessShard:
         dist.all_reduce(hi, op=dist.ReduceOp.MAX, group=self.group)
         dist.all_reduce(lo, op=dist.ReduceOp.MIN, group=self.group)
         if not torch.allclose(hi, lo, rtol=1e-6, atol=1e-6):
-            raise ValueError(
+            raise OptionError(
                 "data-parallel fit: the processes were given different data "
                 f"({int(lo[0])} to {int(hi[0])} training transitions, or different values); "
                 "every process must fit the same recording"
@@ -269,7 +273,7 @@ def local_rank() -> int:
 
 
 def check_devices(devices: int, device: torch.device) -> None:
-    """Refuse a data-parallel plan that cannot run, with a ValueError saying why.
+    """Refuse a data-parallel plan that cannot run, with an OptionError saying why.
 
     Parameters
     ----------
@@ -280,23 +284,23 @@ def check_devices(devices: int, device: torch.device) -> None:
         ``cuda:i`` (rank ``r`` on ``cuda:(i + r)``, ``nccl`` backend).
     """
     if not dist.is_available():
-        raise ValueError(f"devices={devices} needs torch.distributed, which this torch lacks")
+        raise OptionError(f"devices={devices} needs torch.distributed, which this torch lacks")
     if device.type == "cuda":
         first = device.index or 0
         count = torch.cuda.device_count()
         if first + devices > count:
-            raise ValueError(
+            raise OptionError(
                 f"devices={devices} on cuda:{first} needs GPUs cuda:{first}..cuda:"
                 f"{first + devices - 1}, but {count} GPU(s) are visible; use fewer devices "
                 "(or device='cpu' for several CPU processes)"
             )
         if not (dist.is_nccl_available() or dist.is_gloo_available()):
-            raise ValueError(f"devices={devices}: this torch has neither nccl nor gloo")
+            raise OptionError(f"devices={devices}: this torch has neither nccl nor gloo")
     elif device.type == "cpu":
         if not dist.is_gloo_available():
-            raise ValueError(f"devices={devices} on the CPU needs the gloo backend")
+            raise OptionError(f"devices={devices} on the CPU needs the gloo backend")
     else:
-        raise ValueError(f"devices={devices} runs on 'cpu' or 'cuda' devices, not {device.type!r}")
+        raise OptionError(f"devices={devices} runs on 'cpu' or 'cuda' devices, not {device.type!r}")
 
 
 def _backend(device: torch.device) -> str:
@@ -328,41 +332,29 @@ class _Plan:
     first_index: int  # rank r runs on cuda:(first_index + r)
     threads: int  # torch intra-op threads per worker (CPU)
     folder: str  # the payload, rank 0's result, a failing worker's traceback
-    progress: bool
 
 
 def train_spawned(
-    module: LowRankRNNVAE,
+    problem: Problem,
+    options: TrainOptions,
     module_kwargs: dict[str, Any],
-    objective: Objective,
-    data: Transitions,
-    *,
     devices: int,
-    max_epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int,
-    validation: Transitions | None = None,
-    n_iter_no_change: int = 50,
-    progress: bool = True,
-    callback: Callable[[int, np.ndarray], None] | None = None,
+    callback: Callback | None = None,
 ) -> TrainResult:
     """:func:`~nwb_facrnn.model.training.train`, data-parallel over ``devices`` new processes.
 
     Parameters
     ----------
-    module : LowRankRNNVAE
-        The initialised model (all restarts); it is trained in the workers and its
-        parameters are replaced by the trained ones, as ``train`` does in place.
+    problem, options
+        As for ``train``.  ``problem.module`` (all restarts, initialised) is trained in
+        the workers and its parameters are replaced by the trained ones, as ``train``
+        does in place.  ``problem.data.prev.device`` is the fit's device: CPU, or
+        ``cuda:i`` (rank ``r`` then trains on ``cuda:(i + r)``).  Rank 0 shows the
+        progress bar (``options.progress``).
     module_kwargs : dict
-        ``LowRankRNNVAE(**module_kwargs)`` rebuilds ``module``'s architecture in a worker.
-    objective, data, validation, max_epochs, batch_size, learning_rate, seed, n_iter_no_change
-        As for ``train``.  ``data.prev.device`` is the fit's device: CPU, or ``cuda:i``
-        (rank ``r`` then trains on ``cuda:(i + r)``).
+        ``LowRankRNNVAE(**module_kwargs)`` rebuilds the module's architecture in a worker.
     devices : int
         ``N >= 2`` worker processes.
-    progress : bool
-        Rank 0 shows the progress bar.
     callback : callable, optional
         Called in this process as ``callback(epoch, terms)`` with every epoch's (5, R)
         float32 terms while the workers train; an exception it raises stops and
@@ -376,25 +368,20 @@ def train_spawned(
 
     Raises
     ------
-    ValueError
+    OptionError
         A plan :func:`check_devices` refuses.
     WorkerError
         A worker raised or died; the message names the rank whose failure came
         first and carries its traceback.  No worker process is left running.
     """
+    module, data = problem.module, problem.data
     device = data.prev.device
     check_devices(devices, device)
     n_copies = module.n_copies
     settings = {  # small and plain: pickled to the workers by the spawn start method
         "module_kwargs": dict(module_kwargs),
-        "objective": objective,
-        "train": {
-            "max_epochs": max_epochs,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "seed": seed,
-            "n_iter_no_change": n_iter_no_change,
-        },
+        "objective": problem.objective,
+        "options": options,
     }
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="facrnn-ddp-") as folder:
@@ -405,7 +392,7 @@ def train_spawned(
             {
                 "state": {k: v.detach().cpu() for k, v in module.state_dict().items()},
                 "data": _cpu(data),
-                "validation": _cpu(validation),
+                "validation": _cpu(problem.validation),
             },
             Path(folder, "payload.pt"),
         )
@@ -417,7 +404,6 @@ def train_spawned(
             first_index=device.index or 0,
             threads=max(1, torch.get_num_threads() // devices),
             folder=folder,
-            progress=progress,
         )
         reader, writer = ctx.Pipe(duplex=False) if callback is not None else (None, None)
         procs = mp.start_processes(
@@ -458,9 +444,7 @@ def train_spawned(
     )
 
 
-def _relay(
-    reader: Connection | None, n_copies: int, callback: Callable[[int, np.ndarray], None] | None
-) -> None:
+def _relay(reader: Connection | None, n_copies: int, callback: Callback | None) -> None:
     """Pass the epochs rank 0 reported so far to ``callback`` (raw float64, no pickle)."""
     if reader is None or callback is None:
         return
@@ -534,17 +518,21 @@ def _worker(rank: int, plan: _Plan, settings: dict[str, Any], writer: Connection
             msg = np.concatenate([[float(epoch)], np.asarray(terms, np.float64).ravel()])
             writer.send_bytes(msg.tobytes())
 
-        result = train(
+        problem = Problem(
             module,
             settings["objective"],
             _transitions(payload["data"], device),
-            validation=_transitions(payload["validation"], device),
-            progress=plan.progress and rank == 0,
+            _transitions(payload["validation"], device),
+        )
+        result = train(
+            problem,
+            _on_rank(settings["options"], rank),
             callback=report if writer is not None and rank == 0 else None,
             shard=shard,
-            **settings["train"],
         )
-        divergence = shard.divergence(module)
+        divergence = shard.divergence(module)  # the last collective
+        # every rank leaves the group right after it, before rank 0's (fsynced) write
+        dist.destroy_process_group()
         if rank == 0:
             _save_result(module, result, divergence, Path(plan.folder))
     except Exception:
@@ -573,73 +561,52 @@ def _save_result(module: torch.nn.Module, result: TrainResult, divergence: float
         "stopped_early": bool(result.stopped_early),
         "rank_divergence": float(divergence),
     }
-    tmp = folder / "result.pt.tmp"
-    torch.save(out, tmp)
-    os.replace(tmp, folder / "result.pt")
+    write_file(folder / "result.pt", lambda tmp: torch.save(out, tmp))
+
+
+def _on_rank(options: TrainOptions, rank: int) -> TrainOptions:
+    """``options`` as rank ``rank`` trains with them: only rank 0 shows a progress bar."""
+    return dataclasses.replace(options, progress=options.progress and rank == 0)
 
 
 def train_in_group(
-    module: LowRankRNNVAE,
-    objective: Objective,
-    data: Transitions,
-    *,
-    max_epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int,
-    validation: Transitions | None = None,
-    n_iter_no_change: int = 50,
-    progress: bool = True,
-    callback: Callable[[int, np.ndarray], None] | None = None,
+    problem: Problem, options: TrainOptions, callback: Callback | None = None
 ) -> TrainResult:
     """:func:`~nwb_facrnn.model.training.train`, data-parallel over the launched processes.
 
     For processes started by ``torchrun`` (or any launcher that initialises the
     default process group or sets its ``env://`` variables): every process calls
-    this with the same data and the same initialised ``module``.  The default
+    this with the same ``problem`` (data and initialised module).  The default
     group is used if initialised; else it is initialised from the environment
     (``nccl`` for a CUDA ``data``, ``gloo`` on the CPU) and destroyed on return.
     Rank 0's starting parameters are broadcast to all, the data are checked to
     be the same on every process, and every process returns the same result
-    (its ``module`` trained in place).  ``callback`` is called on every process
+    (its module trained in place).  ``callback`` is called on every process
     with the same terms; rank 0 shows the progress bar.
 
     Raises
     ------
-    ValueError
+    OptionError
         The processes hold different data (on every process), or a CPU fit in a
         group whose backend cannot reduce CPU tensors.
     """
-    device = data.prev.device
+    device = problem.data.prev.device
     created = False
     if not dist.is_initialized():
         dist.init_process_group(_backend(device), init_method="env://")
         created = True
     try:
         if device.type == "cpu" and "gloo" not in str(dist.get_backend()):
-            raise ValueError(
+            raise OptionError(
                 f"a CPU fit in a {dist.get_backend()!r} process group: the processes cannot "
                 "reduce CPU tensors; initialise the group with backend 'gloo' (or "
                 "'cpu:gloo,cuda:nccl'), or fit on CUDA"
             )
         shard = ProcessShard.current()
-        shard.check_same_data(data)
-        shard.broadcast_module(module)
-        result = train(
-            module,
-            objective,
-            data,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            seed=seed,
-            validation=validation,
-            n_iter_no_change=n_iter_no_change,
-            progress=progress and shard.rank == 0,
-            callback=callback,
-            shard=shard,
-        )
-        result.rank_divergence = shard.divergence(module)
+        shard.check_same_data(problem.data)
+        shard.broadcast_module(problem.module)
+        result = train(problem, _on_rank(options, shard.rank), callback=callback, shard=shard)
+        result.rank_divergence = shard.divergence(problem.module)
         return result
     finally:
         if created:

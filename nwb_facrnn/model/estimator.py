@@ -3,54 +3,37 @@
 from __future__ import annotations
 
 import inspect
-import json
-import math
 import os
-import tempfile
 import time
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .. import __version__
-from . import baselines
+from ..errors import OptionError, UserError
+from . import axes, baselines, generative, hyperparams, launch, persistence
 from .data import (
     ArrayLike,
     NeuralDataLike,
     Transitions,
-    as_sequences,
-    blank_unobserved,
     encoded_steps,
     impute,
-    inputs_like,
     lagged,
     make_transitions,
-    observed_like,
     observed_mean,
     step_mask_like,
-    unpack_neural_data,
+    validate_activity,
 )
-from .losses import gaussian_nll, poisson_nll
-from .modules import NONLINEARITIES, OUTPUT_ACTIVATIONS, LowRankRNNVAE
-from .training import (
-    TERMS,
-    Objective,
-    TrainResult,
-    load_copy,
-    random_rotation,
-    reduced_rank_regression,
-    train,
-)
+from .modules import LowRankRNNVAE
+from .persistence import SAVE_FORMAT, ModelState
+from .training import TERMS, Objective, Problem, TrainOptions
 
-SAVE_FORMAT = "nwb-facrnn-model/1"
+__all__ = ["SAVE_FORMAT", "FacRNN", "ModelState", "NotFittedError"]
 
 
-class NotFittedError(RuntimeError, AttributeError):
+class NotFittedError(UserError, RuntimeError, AttributeError):
     """A fitted attribute or method was used before ``fit`` (``hasattr`` is False)."""
 
 
@@ -225,10 +208,10 @@ class FacRNN:
         return {p: getattr(self, p) for p in self._param_names()}
 
     def set_params(self, **params: Any) -> FacRNN:
-        """Set hyperparameters; unknown names raise ValueError."""
+        """Set hyperparameters; unknown names raise OptionError (a ValueError)."""
         for k, v in params.items():
             if k not in self._param_names():
-                raise ValueError(f"unknown FacRNN parameter {k!r}; known: {self._param_names()}")
+                raise OptionError(f"unknown FacRNN parameter {k!r}; known: {self._param_names()}")
             setattr(self, k, v)
         return self
 
@@ -251,7 +234,7 @@ class FacRNN:
             every method has ``K = 6`` and is evaluated with the same groups.
         """
         if name not in baselines.PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {list(baselines.PRESETS)}")
+            raise OptionError(f"unknown preset {name!r}; choose one of {list(baselines.PRESETS)}")
         return cls(**{**baselines.PRESETS[name], **overrides})
 
     @property
@@ -260,67 +243,10 @@ class FacRNN:
         return self.n_groups * self.group_rank
 
     def _validate_params(self) -> None:
-        def check(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ValueError(msg)
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-        for name in ("n_groups", "group_rank", "n_init", "max_epochs", "batch_size", "devices"):
-            v = getattr(self, name)
-            check(is_int(v) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
-        check(self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}")
-        for name in ("beta", "alpha"):
-            v = getattr(self, name)
-            check(
-                isinstance(v, int | float) and math.isfinite(v) and v >= 0,
-                f"{name} must be a finite number >= 0, got {v!r}",
-            )
-        check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate!r}")
-        choices = {
-            "observation": ("gaussian", "poisson"),
-            "encoder": ("linear", "mlp"),
-            "decoder": ("linear", "mlp"),
-            "output_activation": tuple(OUTPUT_ACTIVATIONS),
-            "nonlinearity": tuple(NONLINEARITIES),
-            "penalty": ("partial", "total"),
-            "postprocess": (None, "ica", "svd"),
-            "init": ("auto", "ica", "pca"),
-        }
-        for name, allowed in choices.items():
-            v = getattr(self, name)
-            check(v in allowed, f"{name} must be one of {allowed}, got {v!r}")
-        linear = self.encoder == "linear" and self.decoder == "linear"
-        check(
-            self.alpha == 0 or linear,
-            "alpha > 0 (block-diagonal penalty on B A) needs encoder='linear' and decoder='linear'",
-        )
-        check(
-            self.postprocess is None or linear,
-            f"postprocess={self.postprocess!r} needs encoder='linear' and decoder='linear'",
-        )
-        check(
-            self.observation == "gaussian" or self.output_activation is None,
-            "output_activation applies to the Gaussian observation only; Poisson rates are "
-            "always softplus(A z + a + u)",
-        )
-        check(
-            self.smoothing is None or self.smoothing >= 0,
-            f"smoothing must be None or a time constant >= 0 (bins), got {self.smoothing!r}",
-        )
-        check(
-            0 < self.validation_fraction < 1,
-            f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}",
-        )
+        hyperparams.check_params(self.get_params())
 
     def _torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            return torch.device(self.device)
-        except RuntimeError as err:
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]': {err}") from None
+        return hyperparams.torch_device(self.device)
 
     # --------------------------------------------------------------------- fit
     def fit(
@@ -363,30 +289,24 @@ class FacRNN:
         self
         """
         self._validate_params()
-        X, inputs, mask = unpack_neural_data(X, inputs, mask)
-        seqs = as_sequences(blank_unobserved(X, mask), "X")
-        observed = observed_like(mask, seqs)
-        if self.observation == "poisson" and (impute(seqs, observed, np.zeros(1)) < 0).any():
-            raise ValueError("observation='poisson' needs non-negative counts in X")
-        u = inputs_like(inputs, seqs)
+        poisson = self.observation == "poisson"
+        seqs, u, observed, _ = validate_activity(X, inputs, mask, poisson=poisson)
         step = step_mask_like(step_mask, seqs)
-        parallel, device = self._parallel_plan()
+        plan = launch.plan(self.devices, self._torch_device())
+        device = plan.device
         start = time.perf_counter()
         self.observed_mean_ = observed_mean(seqs, observed)
         data = make_transitions(
             seqs, u, self.smoothing, device, step, observed, self.observed_mean_
         )
         if len(data) < 2:
-            raise ValueError(
+            raise OptionError(
                 f"X has {len(data)} training transition(s); at least 2 are needed "
                 "(check T and step_mask)"
             )
         validation = None
         if self.early_stopping:
-            perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))
-            n_val = max(1, round(self.validation_fraction * len(data)))
-            validation = data.subset(perm[:n_val].to(device))
-            data = data.subset(perm[n_val:].to(device))
+            data, validation = data.split(self.validation_fraction, self.seed)
 
         k = self.n_latents
         self.n_features_in_ = seqs.shape[2]
@@ -395,19 +315,19 @@ class FacRNN:
         module = self._new_module(self.n_init).to(device)
         self._initialize(module, data)
         objective = self._objective()
-        result = self._train(
-            parallel,
-            module,
-            objective,
-            data,
+        options = TrainOptions(
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             seed=self.seed,
-            validation=validation,
             n_iter_no_change=self.n_iter_no_change,
             progress=self.progress,
-            callback=None if callback is None else _per_epoch(callback),
+        )
+        result = plan.run(
+            Problem(module, objective, data, validation),
+            options,
+            self._module_kwargs(self.n_init),
+            None if callback is None else launch.per_epoch(callback),
         )
         finite = np.isfinite(result.final[0])
         if not finite.any():
@@ -430,123 +350,17 @@ class FacRNN:
         self.fit_time_ = time.perf_counter() - start
         return self
 
-    def _parallel_plan(self) -> tuple[str, torch.device]:
-        """How ``fit`` trains, and on which device: ``("single", d)`` in this process,
-        ``("spawn", d)`` in ``devices`` new processes, ``("group", d)`` across the
-        processes of a ``torchrun`` launch.  Refuses impossible plans (ValueError)
-        before any data moves to the device."""
-        device = self._torch_device()
-        if self.devices == 1:
-            return "single", device
-        from . import distributed
-
-        world = distributed.launched_world_size()
-        if world > 1:
-            if self.devices != world:
-                raise ValueError(
-                    f"devices={self.devices}, but this process is one of {world} launched "
-                    f"processes (torchrun or an initialised process group): use devices={world} "
-                    "to train across them, or devices=1 for an independent fit in each"
-                )
-            if device.type == "cuda" and device.index is None:
-                device = torch.device("cuda", distributed.local_rank())
-            return "group", device
-        distributed.check_devices(self.devices, device)
-        return "spawn", device
-
-    def _train(
-        self,
-        parallel: str,
-        module: LowRankRNNVAE,
-        objective: Objective,
-        data: Transitions,
-        **kwargs: Any,
-    ) -> TrainResult:
-        """Run the training loop in this process, in spawned workers, or in the launched group."""
-        if parallel == "single":
-            return train(module, objective, data, **kwargs)
-        from . import distributed
-
-        if parallel == "spawn":
-            result = distributed.train_spawned(
-                module,
-                self._module_kwargs(module.n_copies),
-                objective,
-                data,
-                devices=self.devices,
-                **kwargs,
-            )
-        else:
-            result = distributed.train_in_group(module, objective, data, **kwargs)
-        if result.rank_divergence:
-            warnings.warn(
-                f"data-parallel fit: the {self.devices} processes' parameters drifted apart by "
-                f"up to {result.rank_divergence:.3g}: the gradient reduction was not identical "
-                "on every process (spawned workers return rank 0's parameters)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        return result
-
     def _module_kwargs(self, n_copies: int) -> dict[str, Any]:
-        return {
-            "n_copies": n_copies,
-            "n_neurons": self.n_features_in_,
-            "n_latents": self.n_latents,
-            "observation": self.observation,
-            "encoder": self.encoder,
-            "decoder": self.decoder,
-            "hidden_size": self.hidden_size,
-            "nonlinearity": self.nonlinearity,
-            "output_activation": self.output_activation,
-            "seed": self.seed,
-        }
+        return hyperparams.module_kwargs(self.get_params(), n_copies, self.n_features_in_)
 
     def _new_module(self, n_copies: int) -> LowRankRNNVAE:
         return LowRankRNNVAE(**self._module_kwargs(n_copies))
 
-    def _init_kind(self) -> str:
-        if self.init != "auto":
-            return self.init
-        linear = self.encoder == "linear" and self.decoder == "linear"
-        return "ica" if linear and self.beta > 0 and self.n_latents > 1 else "pca"
-
     def _initialize(self, module: LowRankRNNVAE, data: Transitions) -> None:
-        """Start every restart from the reduced-rank regression of the data.
-
-        ``"pca"``: restart 0 takes the principal axes of the rank-K fit, the
-        others random rotations of them.  ``"ica"``: the FastICA components of
-        the rank-K latents, grouped so that dependent components share a group
-        (the independent-subspace solution that ICA plus grouping gives,
-        Cardoso's separation principle); restart ``r`` takes the ``r``-th best
-        grouping, so the restarts differ exactly where ICA is unsure.  The
-        partial-correlation penalty then refines every start.
-        """
-        base = reduced_rank_regression(module, data, self.n_latents)
-        load_copy(module, 0, base)  # MLP parts keep their random weights
-        if module.encoder_kind != "linear" or module.decoder_kind != "linear":
-            for r in range(1, module.n_copies):
-                load_copy(module, r, base)
-            return
-        k, kind = self.n_latents, self._init_kind()
-        gen = torch.Generator().manual_seed(self.seed)
-        starts = []  # (mixing, center) per restart
-        if kind == "ica":
-            z = module.phi(data.prev).double().cpu().numpy() @ base["B"].T + base["b"]
-            unmixing, center = baselines.ica_unmixing(z, self.seed)
-            orders = baselines.group_components(
-                (z - center) @ unmixing.T,
-                self.n_groups,
-                self.group_rank,
-                self.seed,
-                n_best=module.n_copies,
-            )
-            starts = [(unmixing[order], center) for order in orders]
-        while len(starts) < module.n_copies:  # "pca", or fewer distinct groupings than restarts
-            rotation = np.eye(k) if not starts else random_rotation(k, gen)
-            starts.append((rotation, np.zeros(k)))
-        for r, (mixing, center) in enumerate(starts):
-            load_copy(module, r, {**base, **baselines.transform_latents(base, mixing, center)})
+        """Start every restart from the reduced-rank regression of the data
+        (:func:`~.axes.initialize`, in the axes ``init`` chooses)."""
+        kind = hyperparams.init_kind(self.get_params())
+        axes.initialize(module, data, self.n_groups, self.group_rank, self.seed, kind)
 
     def _objective(self) -> Objective:
         return Objective(
@@ -558,35 +372,12 @@ class FacRNN:
             alpha=float(self.alpha),
         )
 
-    def _postprocess(self, data) -> None:
+    def _postprocess(self, data: Transitions) -> None:
         """Apply ICA / SVD transforms and group dims where training did not."""
         regroup = self.penalty == "total" and self.n_groups < self.n_latents
-        if self.postprocess is None and not regroup:
-            return
-        with torch.no_grad():
-            z = self.module_.encode(data.prev)[0].cpu().double().numpy()
-        params = self._linear_params()
-        if self.postprocess == "ica":
-            mixing, center = baselines.ica_unmixing(z, self.seed)
-        elif self.postprocess == "svd":
-            mixing, center = baselines.svd_factorization(params)
-        else:
-            mixing, center = np.eye(self.n_latents), np.zeros(self.n_latents)
-        if regroup:
-            z_new = (z - center) @ mixing.T
-            order = baselines.group_components(z_new, self.n_groups, self.group_rank, self.seed)
-            mixing = mixing[order[0]]
-        self._set_linear_params(baselines.transform_latents(params, mixing, center))
-
-    def _linear_params(self) -> dict[str, np.ndarray]:
-        m = self.module_
-        return {k: getattr(m, k)[0].detach().cpu().double().numpy() for k in ("A", "B", "a", "b")}
-
-    def _set_linear_params(self, params: dict[str, np.ndarray]) -> None:
-        with torch.no_grad():
-            for k, v in params.items():
-                p = getattr(self.module_, k)
-                p[0] = torch.as_tensor(v, dtype=p.dtype, device=p.device)
+        axes.postprocess(
+            self.module_, data, self.n_groups, self.group_rank, self.seed, self.postprocess, regroup
+        )
 
     # --------------------------------------------------------------- inference
     def _check_fitted(self) -> None:
@@ -598,11 +389,9 @@ class FacRNN:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
         """Validated (seqs, inputs, observed, single) with unobserved values imputed."""
         self._check_fitted()
-        X, inputs, mask = unpack_neural_data(X, inputs, mask)
-        single = np.ndim(X) == 2
-        seqs = as_sequences(blank_unobserved(X, mask), "X", n_features=self.n_features_in_)
-        observed = observed_like(mask, seqs)
-        u = inputs_like(inputs, seqs)
+        seqs, u, observed, single = validate_activity(
+            X, inputs, mask, n_features=self.n_features_in_
+        )
         return impute(seqs, observed, self.observed_mean_), u, observed, single
 
     def _device(self) -> torch.device:
@@ -702,45 +491,21 @@ class FacRNN:
             self.observed_mean_,
         )
         if len(data) == 0:
-            raise ValueError("no time step to score: step_mask selects none after step 0")
-        m = self.module_
-        with torch.no_grad():
-            mu = m.encode(data.prev)  # (1, M, K)
-            closed = (
-                data.weight is None
-                and m.observation == "gaussian"
-                and m.decoder_kind == "linear"
-                and self.output_activation is None
-            )
-            if closed:
-                mean = m.decode(mu, data.inputs)[0]
-                cov = torch.diag(torch.exp(2 * m.log_std[0])) + self.latent_std_**2 * (
-                    m.A[0] @ m.A[0].T
-                )
-                dist = torch.distributions.MultivariateNormal(
-                    torch.zeros_like(mean[0]), covariance_matrix=cov.double()
-                )
-                return float(dist.log_prob((data.curr - mean).double()).mean())
-            return self._mc_log_likelihood(mu, data, n_samples)
+            raise OptionError("no time step to score: step_mask selects none after step 0")
+        return generative.log_likelihood(
+            self.module_,
+            data,
+            self.latent_std_,
+            n_samples,
+            self.seed,
+            identity_output=self.output_activation is None,
+        )
 
     def _mc_log_likelihood(self, mu: torch.Tensor, data: Transitions, n_samples: int) -> float:
         """Monte Carlo ``log p(x_t | x_{t-1})`` averaged over samples (nats per step)."""
-        m = self.module_
-        gen = torch.Generator(device=mu.device).manual_seed(self.seed)
-        total = 0.0
-        for idx in torch.split(torch.arange(mu.shape[1], device=mu.device), 512):
-            mu_b = mu[0, idx]
-            eps = torch.randn(
-                (n_samples, *mu_b.shape), generator=gen, device=mu.device, dtype=mu.dtype
-            )
-            out = m.decode(mu_b + self.latent_std_ * eps, data.inputs[idx])  # (S, M, N)
-            w = None if data.weight is None else data.weight[idx]
-            if m.observation == "poisson":
-                ll = -poisson_nll(data.curr[idx], out, w)
-            else:
-                ll = -gaussian_nll(data.curr[idx], out, m.log_std, w)
-            total += float((torch.logsumexp(ll, 0) - math.log(n_samples)).sum())
-        return total / mu.shape[1]
+        return generative.mc_log_likelihood(
+            self.module_, mu, data, self.latent_std_, n_samples, self.seed
+        )
 
     def simulate(
         self,
@@ -773,37 +538,9 @@ class FacRNN:
             Latents ``z_1 .. z_n``.
         """
         self._check_fitted()
-        x_prev = np.asarray(x0, dtype=np.float32)
-        n = self.n_features_in_
-        if x_prev.shape != (n,) or not np.isfinite(x_prev).all():
-            raise ValueError(f"x0 must be a finite vector of shape ({n},), got {x_prev.shape}")
-        if not isinstance(n_steps, int | np.integer) or n_steps < 1:
-            raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
-        u = np.zeros((n_steps, n), np.float32) if inputs is None else np.asarray(inputs, np.float32)
-        if u.shape != (n_steps, n):
-            raise ValueError(f"inputs must have shape (n_steps, N) = {(n_steps, n)}, got {u.shape}")
-        dev, m = self._device(), self.module_
-        gen = torch.Generator(device=dev).manual_seed(seed)
-        lam = 1.0 - math.exp(-1.0 / self.smoothing) if self.smoothing else 1.0
-        state = torch.as_tensor(x_prev, device=dev)[None]
-        u_t = torch.as_tensor(u, device=dev)
-        xs, zs = [], []
-        with torch.no_grad():
-            for t in range(n_steps):
-                z = m.encode(state)  # (1, 1, K)
-                if noise:
-                    z = z + self.latent_std_ * torch.randn(z.shape, generator=gen, device=dev)
-                out = m.decode(z, u_t[t : t + 1])[0]
-                if noise and m.observation == "poisson":
-                    out = torch.poisson(out, generator=gen)
-                elif noise:
-                    out = out + torch.exp(m.log_std) * torch.randn(
-                        out.shape, generator=gen, device=dev
-                    )
-                state = (1.0 - lam) * state + lam * out
-                xs.append(out[0])
-                zs.append(z[0, 0])
-        return torch.stack(xs).cpu().numpy(), torch.stack(zs).cpu().numpy()
+        x0, u = generative.simulation_inputs(x0, n_steps, inputs, self.n_features_in_)
+        m, std = self.module_, self.latent_std_
+        return generative.simulate(m, x0, u, self.smoothing, std, noise, seed)
 
     # ------------------------------------------------------------ attributes
     def _linear_attr(self, name: str, kind: str, attr: str) -> np.ndarray:
@@ -855,7 +592,7 @@ class FacRNN:
     def group_slice(self, g: int) -> slice:
         """Latent dims of group ``g``."""
         if not 0 <= g < self.n_groups:
-            raise ValueError(f"group index must be in [0, {self.n_groups}), got {g}")
+            raise OptionError(f"group index must be in [0, {self.n_groups}), got {g}")
         return slice(g * self.group_rank, (g + 1) * self.group_rank)
 
     def group_connectivity(self, g: int) -> np.ndarray:
@@ -870,21 +607,7 @@ class FacRNN:
         This is what :meth:`save` and the NWB writer store; :meth:`from_state` rebuilds the
         model from it.
         """
-        self._check_fitted()
-        meta = {
-            "format": SAVE_FORMAT,
-            "nwb_facrnn_version": __version__,
-            "params": {k: v for k, v in self.get_params().items() if k != "device"},
-            **{k: _FITTED_SCALARS[k](getattr(self, k)) for k in _FITTED_SCALARS},
-        }
-        weights = {k: v.detach().cpu().numpy()[0] for k, v in self.module_.state_dict().items()}
-        return ModelState(
-            meta=meta,
-            weights=weights,
-            history={k: np.asarray(v) for k, v in self.history_.items()},
-            init_objectives=np.asarray(self.init_objectives_, dtype=np.float64),
-            observed_mean=np.asarray(self.observed_mean_, dtype=np.float32),
-        )
+        return persistence.to_state(self)
 
     @classmethod
     def from_state(cls, state: ModelState, device: str = "auto", origin: str = "state") -> FacRNN:
@@ -898,37 +621,7 @@ class FacRNN:
         origin : str
             Where the state came from, for error messages (a file, an NWB object).
         """
-        meta = state.meta
-        if meta.get("format") != SAVE_FORMAT:
-            raise ValueError(
-                f"{origin}: unsupported model format {meta.get('format')!r}, "
-                f"expected {SAVE_FORMAT!r}"
-            )
-        model = cls(**meta["params"], device=device)
-        try:
-            for k, kind in _FITTED_SCALARS.items():
-                setattr(model, k, kind(meta[k]))
-        except KeyError as err:
-            raise ValueError(f"{origin}: the saved model lacks {err.args[0]!r}") from None
-        model.history_ = dict(state.history)
-        model.init_objectives_ = np.asarray(state.init_objectives)
-        model.observed_mean_ = np.asarray(state.observed_mean)
-        model.module_ = model._new_module(1).to(model._torch_device())
-        expected = model.module_.state_dict()
-        missing = sorted(set(expected) - set(state.weights))
-        if missing:
-            raise ValueError(f"{origin}: the saved model lacks the weights {missing}")
-        loaded = {}
-        for k, v in expected.items():
-            w = np.asarray(state.weights[k])
-            if w.shape != tuple(v.shape[1:]):
-                raise ValueError(
-                    f"{origin}: weight {k!r} has shape {w.shape}, expected {tuple(v.shape[1:])}"
-                )
-            loaded[k] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))[None]
-        model.module_.load_state_dict(loaded)
-        model.module_.eval()
-        return model
+        return persistence.from_state(cls, state, device, origin)
 
     @classmethod
     def from_nwb(
@@ -956,87 +649,9 @@ class FacRNN:
         The write is atomic: a temporary file in the same folder is renamed
         over ``path`` once complete.
         """
-        state = self.to_state()
-        path = Path(path)
-        arrays = {f"state/{k}": v[None] for k, v in state.weights.items()}
-        arrays.update({f"history/{k}": v for k, v in state.history.items()})
-        arrays["init_objectives_"] = state.init_objectives
-        arrays["observed_mean_"] = state.observed_mean
-        arrays["meta"] = np.array(json.dumps(state.meta))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return persistence.save(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> FacRNN:
         """Load a model written by :meth:`save` (never unpickles)."""
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: not a saved FacRNN model ({err})") from None
-        if "meta" not in arrays or "observed_mean_" not in arrays:
-            raise ValueError(f"{path}: not a saved FacRNN model (no 'meta' entry)")
-        state = ModelState(
-            meta=json.loads(str(arrays["meta"])),
-            weights={k[6:]: v[0] for k, v in arrays.items() if k.startswith("state/")},
-            history={k[8:]: v for k, v in arrays.items() if k.startswith("history/")},
-            init_objectives=arrays["init_objectives_"],
-            observed_mean=arrays["observed_mean_"],
-        )
-        return cls.from_state(state, device=device, origin=str(path))
-
-
-_FITTED_SCALARS: dict[str, type] = {
-    "n_features_in_": int,
-    "n_samples_": int,
-    "latent_std_": float,
-    "best_init_": int,
-    "n_epochs_": int,
-    "stopped_early_": bool,
-    "fit_time_": float,
-}
-
-
-@dataclass
-class ModelState:
-    """A fitted :class:`FacRNN` as plain data (see :meth:`FacRNN.to_state`).
-
-    Attributes
-    ----------
-    meta : dict
-        ``format``, ``nwb_facrnn_version``, ``params`` (constructor arguments but ``device``)
-        and the scalar learned attributes (``n_features_in_``, ``latent_std_``, ...).
-    weights : dict of str to numpy.ndarray
-        Module weights by state-dict key (``"A"`` (N, K), ``"B"`` (K, N), ``"a"``, ``"b"``,
-        ``"log_std"``, MLP ``"enc.w1"`` ...), float32.
-    history : dict of str to numpy.ndarray
-        Per-epoch loss terms, each shape (n_epochs,).
-    init_objectives : numpy.ndarray, shape (n_init,)
-    observed_mean : numpy.ndarray, shape (N,)
-    """
-
-    meta: dict[str, Any]
-    weights: dict[str, np.ndarray]
-    history: dict[str, np.ndarray]
-    init_objectives: np.ndarray
-    observed_mean: np.ndarray
-
-
-def _per_epoch(
-    callback: Callable[[int, dict[str, float]], None],
-) -> Callable[[int, np.ndarray], None]:
-    """Adapt a user callback to the trainer's ``(epoch, terms (5, R))`` signature."""
-
-    def call(epoch: int, terms: np.ndarray) -> None:
-        best = int(np.nanargmin(terms[0])) if np.isfinite(terms[0]).any() else 0
-        callback(epoch, {t: float(terms[i, best]) for i, t in enumerate(TERMS)})
-
-    return call
+        return persistence.load(cls, path, device)

@@ -183,6 +183,61 @@ class Objective:
         return torch.stack([total, rec, kl, pc, bd])
 
 
+#: ``callback(epoch, terms)`` with the epoch's (5, R) loss terms (:data:`TERMS` by copy).
+Callback = Callable[[int, np.ndarray], None]
+
+
+@dataclass
+class Problem:
+    """What :func:`train` optimises.
+
+    Attributes
+    ----------
+    module : LowRankRNNVAE
+        The model; all its copies (restarts) are trained at once, in place.
+    objective : Objective
+    data : Transitions
+        The training samples.
+    validation : Transitions or None
+        Held-out samples; when given, training stops once no copy's held-out
+        objective has improved for ``n_iter_no_change`` epochs (see
+        :class:`TrainOptions`), and each copy is restored to its best held-out state.
+    """
+
+    module: LowRankRNNVAE
+    objective: Objective
+    data: Transitions
+    validation: Transitions | None = None
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How :func:`train` optimises (plain values: pickled to data-parallel workers).
+
+    Attributes
+    ----------
+    max_epochs : int
+        Passes over all training samples.
+    batch_size : int
+        Samples ``M`` per minibatch (per global minibatch in data-parallel training).
+    learning_rate : float
+        Initial Adam step size; a cosine schedule lowers it to 1 % of that.
+    seed : int
+        Seeds the minibatch permutations (``seed``) and the encoder noise (``seed + 1``).
+    n_iter_no_change : int
+        With validation samples: epochs without improvement before training stops.
+    progress : bool
+        Show a progress bar with the loss terms.
+    """
+
+    max_epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    n_iter_no_change: int = 50
+    progress: bool = True
+
+
 @dataclass
 class TrainResult:
     """What :func:`train` returns.
@@ -309,28 +364,20 @@ def _part_terms(
 
 
 def train(
-    module: LowRankRNNVAE,
-    objective: Objective,
-    data: Transitions,
+    problem: Problem,
+    options: TrainOptions,
     *,
-    max_epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int,
-    validation: Transitions | None = None,
-    n_iter_no_change: int = 50,
-    progress: bool = True,
-    callback: Callable[[int, np.ndarray], None] | None = None,
+    callback: Callback | None = None,
     shard: Shard | None = None,
 ) -> TrainResult:
-    """Train every copy of ``module`` on ``data`` with Adam.
+    """Train every copy of ``problem.module`` on ``problem.data`` with Adam, in place.
 
     Parameters
     ----------
-    validation : Transitions, optional
-        Held-out samples; when given, training stops once no copy's held-out
-        objective has improved for ``n_iter_no_change`` epochs, and each copy
-        is restored to its best held-out state.
+    problem : Problem
+        The module, the objective, the training samples and the held-out samples.
+    options : TrainOptions
+        Epochs, minibatch size, learning rate, seed, patience and progress bar.
     callback : callable, optional
         Called as ``callback(epoch, terms)`` with the epoch's (5, R) terms.
     shard : Shard, optional
@@ -344,6 +391,14 @@ def train(
         validation and final terms are reduced so that every process gets the
         same values (and the same early-stopping decisions).
     """
+    module, objective, data, validation = (
+        problem.module,
+        problem.objective,
+        problem.data,
+        problem.validation,
+    )
+    max_epochs, batch_size, seed = options.max_epochs, options.batch_size, options.seed
+    learning_rate, progress = options.learning_rate, options.progress
     device = data.prev.device
     n = len(data)
     n_batches = max(1, math.ceil(n / batch_size))
@@ -398,7 +453,7 @@ def train(
                     best_val = np.where(improved, val, best_val)
                 else:
                     since_best += 1
-                    if since_best >= n_iter_no_change:
+                    if since_best >= options.n_iter_no_change:
                         stopped = True
                         break
     finally:

@@ -23,12 +23,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import brentq
+
+from ..errors import OptionError
+from ._checks import check_float, check_group_shape, check_int
 
 _Vec3 = tuple[float, float, float]
 
@@ -92,7 +95,7 @@ CHAOTIC_SYSTEMS: tuple[str, ...] = tuple(_SYSTEMS)
 
 def _get_system(system: str) -> _System:
     if system not in _SYSTEMS:
-        raise ValueError(f"unknown chaotic system {system!r}; known systems: {CHAOTIC_SYSTEMS}")
+        raise OptionError(f"unknown chaotic system {system!r}; known systems: {CHAOTIC_SYSTEMS}")
     return _SYSTEMS[system]
 
 
@@ -176,15 +179,15 @@ def chaotic_trajectory(
 
     Raises
     ------
-    ValueError
+    OptionError
         If ``system`` is unknown (the message lists the known systems) or an argument is out of
         range.
     """
     spec = _get_system(system)
-    _check_int("n_steps", n_steps, 2)
-    _check_int("burn_in", burn_in, 0)
+    check_int("n_steps", n_steps, 2)
+    check_int("burn_in", burn_in, 0)
     if dt is not None:
-        _check_float("dt", dt, positive=True)
+        check_float("dt", dt, positive=True)
     rng = np.random.default_rng(seed)
     initial_state = np.asarray(spec.center) + spec.spread * rng.standard_normal(3)
     trajectory = _simulate(system, initial_state, burn_in + n_steps, dt)[burn_in:]
@@ -252,7 +255,7 @@ class SyntheticDataset:
 
     def __post_init__(self) -> None:
         if np.ndim(self.x) != 2:
-            raise ValueError(f"x must be 2-D (T, N), got shape {np.shape(self.x)}")
+            raise OptionError(f"x must be 2-D (T, N), got shape {np.shape(self.x)}")
         t, n, k = self.x.shape[0], self.x.shape[1], self.n_groups * self.group_rank
         expected = {
             "x": (t, n),
@@ -265,13 +268,15 @@ class SyntheticDataset:
         }
         for name, shape in expected.items():
             if getattr(self, name).shape != shape:
-                raise ValueError(f"{name} must have shape {shape}, got {getattr(self, name).shape}")
+                raise OptionError(
+                    f"{name} must have shape {shape}, got {getattr(self, name).shape}"
+                )
         if self.observation not in ("gaussian", "poisson"):
-            raise ValueError(
+            raise OptionError(
                 f"observation must be 'gaussian' or 'poisson', got {self.observation!r}"
             )
         if len(self.systems) != self.n_groups:
-            raise ValueError(
+            raise OptionError(
                 f"systems must have n_groups={self.n_groups} entries, got {self.systems}"
             )
 
@@ -297,9 +302,9 @@ class SyntheticDataset:
 
     def group_connectivity(self, g: int) -> np.ndarray:
         """Connectivity of latent group ``g``, shape (N, N); the groups' terms sum to ``W``."""
-        _check_int("g", g, 0)
+        check_int("g", g, 0)
         if g >= self.n_groups:
-            raise ValueError(f"g must be an int in [0, {self.n_groups}), got {g!r}")
+            raise OptionError(f"g must be an int in [0, {self.n_groups}), got {g!r}")
         cols = slice(g * self.group_rank, (g + 1) * self.group_rank)
         return self.A[:, cols] @ self.B[cols, :]
 
@@ -362,28 +367,16 @@ def make_lowrank_rnn_dataset(
     SyntheticDataset
         With ``observation="gaussian"``, ``rates=None`` and ``bin_size=None``.
     """
-    _check_float("noise_std", noise_std)
-    _check_float("input_std", input_std)
+    check_float("noise_std", noise_std)
+    check_float("input_std", input_std)
     rng = np.random.default_rng(seed)
     systems, z, A = _latents_and_loadings(n_groups, group_rank, n_neurons, n_steps, systems, rng)
     a = _OUTPUT_BIAS_STD * rng.standard_normal(n_neurons)
     u = input_std * _smooth_noise(rng, n_steps, n_neurons)
     clean = z @ A.T + a + u
     x = clean + noise_std * rng.standard_normal(clean.shape)
-    B, b = _fit_recurrence(z, clean)
-    return SyntheticDataset(
-        x=x.astype(np.float32),
-        z=z.astype(np.float32),
-        u=u.astype(np.float32),
-        A=A,
-        B=B,
-        a=a,
-        b=b,
-        n_groups=n_groups,
-        group_rank=group_rank,
-        systems=systems,
-        observation="gaussian",
-        noise_std=float(noise_std),
+    return _dataset(
+        x, z, u, A, a, clean, n_groups, group_rank, systems, "gaussian", float(noise_std)
     )
 
 
@@ -423,28 +416,27 @@ def make_poisson_dataset(
         With ``observation="poisson"``, ``noise_std=0.0``, ``u`` zeros, ``x`` the counts (as
         float32) and ``rates`` the Poisson rates.
     """
-    _check_float("mean_rate", mean_rate, positive=True)
-    _check_float("bin_size", bin_size, positive=True)
+    check_float("mean_rate", mean_rate, positive=True)
+    check_float("bin_size", bin_size, positive=True)
     rng = np.random.default_rng(seed)
     systems, z, A = _latents_and_loadings(n_groups, group_rank, n_neurons, n_steps, systems, rng)
     a = _bias_for_mean_rate(z @ A.T, mean_rate)
     drive = z @ A.T + a
     rates = np.logaddexp(0.0, drive)
     counts = rng.poisson(rates)
-    B, b = _fit_recurrence(z, drive)
-    return SyntheticDataset(
-        x=counts.astype(np.float32),
-        z=z.astype(np.float32),
-        u=np.zeros(counts.shape, dtype=np.float32),
-        A=A,
-        B=B,
-        a=a,
-        b=b,
-        n_groups=n_groups,
-        group_rank=group_rank,
-        systems=systems,
-        observation="poisson",
-        noise_std=0.0,
+    u = np.zeros(counts.shape, dtype=np.float32)
+    return _dataset(
+        counts,
+        z,
+        u,
+        A,
+        a,
+        drive,
+        n_groups,
+        group_rank,
+        systems,
+        "poisson",
+        0.0,
         rates=rates.astype(np.float32),
         bin_size=float(bin_size),
     )
@@ -465,24 +457,83 @@ def _latents_and_loadings(
 
     Returns the systems used, ``z`` and ``A``; ``A`` has i.i.d. ``N(0, 1/K)`` entries.
     """
-    _check_int("n_groups", n_groups, 1)
-    _check_int("group_rank", group_rank, 1)
-    if group_rank != 3:
-        raise ValueError(f"group_rank must be 3 (each chaotic system is 3-D), got {group_rank!r}")
-    _check_int("n_neurons", n_neurons, 1)
-    _check_int("n_steps", n_steps, 3)
+    check_group_shape(n_groups, group_rank)
+    check_int("n_neurons", n_neurons, 1)
+    check_int("n_steps", n_steps, 3)
     systems = _resolve_systems(systems, n_groups)
-    group_seeds = rng.integers(0, 2**63, size=n_groups)
-    z = np.concatenate(
-        [
-            chaotic_trajectory(s, n_steps, seed=int(sd))
-            for s, sd in zip(systems, group_seeds, strict=True)
-        ],
-        axis=1,
-    )
+    z = group_latents(rng, systems, n_steps)
     n_latents = n_groups * group_rank
     A = rng.standard_normal((n_neurons, n_latents)) / np.sqrt(n_latents)
     return systems, z, A
+
+
+def _dataset(
+    x: np.ndarray,
+    z: np.ndarray,
+    u: np.ndarray,
+    A: np.ndarray,
+    a: np.ndarray,
+    activity: np.ndarray,
+    n_groups: int,
+    group_rank: int,
+    systems: tuple[str, ...],
+    observation: str,
+    noise_std: float,
+    **poisson: Any,
+) -> SyntheticDataset:
+    """The dataset (arrays as float32), with ``B, b`` fit to the noise-free ``activity``."""
+    B, b = _fit_recurrence(z, activity)
+    return SyntheticDataset(
+        x=x.astype(np.float32),
+        z=z.astype(np.float32),
+        u=u.astype(np.float32),
+        A=A,
+        B=B,
+        a=a,
+        b=b,
+        n_groups=n_groups,
+        group_rank=group_rank,
+        systems=systems,
+        observation=observation,
+        noise_std=noise_std,
+        **poisson,
+    )
+
+
+def group_latents(
+    rng: np.random.Generator, systems: Sequence[str], n_steps: int, time_scale: float = 1.0
+) -> np.ndarray:
+    """Independent standardized chaotic latents, one 3-D system per group.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of each group's sub-seed.
+    systems : sequence of str, length G
+        The system of each group (validated).
+    n_steps : int
+        Number of samples ``T``.
+    time_scale : float
+        Each system is sampled every ``time_scale`` times its default interval (see
+        :func:`chaotic_trajectory`), where 2000 samples span about 30-40 loops of the
+        attractor: ``time_scale=0.25`` gives loops of ~100-400 samples.
+
+    Returns
+    -------
+    numpy.ndarray, shape (T, 3 G), float64
+        Zero mean and unit variance per column.
+    """
+    seeds = rng.integers(0, 2**63, size=len(systems))
+    burn_in = max(1000, round(1000 / time_scale))
+    return np.concatenate(
+        [
+            chaotic_trajectory(
+                s, n_steps, seed=int(sd), dt=_get_system(s).dt * time_scale, burn_in=burn_in
+            )
+            for s, sd in zip(systems, seeds, strict=True)
+        ],
+        axis=1,
+    )
 
 
 def _resolve_systems(systems: Sequence[str] | None, n_groups: int) -> tuple[str, ...]:
@@ -490,10 +541,10 @@ def _resolve_systems(systems: Sequence[str] | None, n_groups: int) -> tuple[str,
     if systems is None:
         return tuple(CHAOTIC_SYSTEMS[g % len(CHAOTIC_SYSTEMS)] for g in range(n_groups))
     if isinstance(systems, str):
-        raise ValueError(f"systems must be a sequence of system names, not the string {systems!r}")
+        raise OptionError(f"systems must be a sequence of system names, not the string {systems!r}")
     systems = tuple(systems)
     if len(systems) != n_groups:
-        raise ValueError(f"systems must have n_groups={n_groups} entries, got {len(systems)}")
+        raise OptionError(f"systems must have n_groups={n_groups} entries, got {len(systems)}")
     for system in systems:
         _get_system(system)
     return systems
@@ -529,15 +580,3 @@ def _fit_recurrence(z: np.ndarray, activity: np.ndarray) -> tuple[np.ndarray, np
     design = np.hstack([features, np.ones((features.shape[0], 1))])
     coef, *_ = np.linalg.lstsq(design, z[1:], rcond=None)
     return coef[:-1].T, coef[-1]
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_float(name: str, value: object, *, positive: bool = False) -> None:
-    bound = "> 0" if positive else ">= 0"
-    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")

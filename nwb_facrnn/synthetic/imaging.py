@@ -43,14 +43,16 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
-from . import _nwb
-from .dynamics import _check_float, _check_int, _fit_recurrence
+from ..errors import OptionError
+from . import _nwb, _session
+from ._checks import check_float, check_group_shape, check_int
+from ._session import SessionTruth
+from .dynamics import _fit_recurrence
 
 # Latent time scale at 500 Hz: each system is sampled at its default interval, one loop of the
 # attractor every ~50-110 frames (~100-220 ms); at other rates the interval scales so the time
@@ -83,22 +85,16 @@ Backend = Literal["hdf5", "zarr"]
 
 
 @dataclass(eq=False)
-class ImagingTruth:
+class ImagingTruth(SessionTruth):
     """Ground truth of a synthetic voltage-imaging session.
 
     ``T`` is the number of frames, ``R`` the number of ROIs (accepted and rejected), ``(H, W)``
-    the frame shape and ``K = n_groups * group_rank`` the number of latents.
+    the frame shape and ``K = n_groups * group_rank`` the number of latents. ``path``,
+    ``seed``, ``n_groups``, ``group_rank`` and ``systems`` come first, as in every session
+    (:class:`~nwb_facrnn.synthetic._session.SessionTruth`).
 
     Attributes
     ----------
-    path : pathlib.Path or None
-        Where the session was written (None for an in-memory file).
-    seed : int
-        Seed of every random draw.
-    n_groups, group_rank : int
-        ``G`` and ``H``; latent group ``g`` is columns ``[g H, (g+1) H)`` of ``z`` and ``A``.
-    systems : tuple of str
-        Chaotic system of each group.
     roi_ids : numpy.ndarray, shape (R,), int
         Ids of the PlaneSegmentation rows (``0 .. R-1``).
     roi_groups : numpy.ndarray, shape (R,), int
@@ -163,11 +159,6 @@ class ImagingTruth:
         ``(H, W)``.
     """
 
-    path: Path | None
-    seed: int
-    n_groups: int
-    group_rank: int
-    systems: tuple[str, ...]
     roi_ids: np.ndarray
     roi_groups: np.ndarray
     accepted: np.ndarray
@@ -284,31 +275,16 @@ def imaging_nwbfile(
 
     Raises
     ------
-    ValueError
+    OptionError
         If a parameter is out of range, or the ROIs do not fit in the frame.
     """
-    seed = _nwb.check_seed(seed)
+    seed, p = _session.arguments(locals(), exclude=["backend"])
     if backend not in ("hdf5", "zarr", None):
-        raise ValueError(f"backend must be 'hdf5', 'zarr' or None, got {backend!r}")
-    frame_shape = _check_frame_shape(frame_shape)
-    params = {
-        "n_groups": n_groups,
-        "group_rank": group_rank,
-        "n_rois": n_rois,
-        "frame_shape": frame_shape,
-        "rate": rate,
-        "duration": duration,
-        "n_rejected": n_rejected,
-        "bleach_tau": bleach_tau,
-        "spike_amplitude": spike_amplitude,
-        "subthreshold_amplitude": subthreshold_amplitude,
-        "spike_threshold": spike_threshold,
-        "shot_noise": shot_noise,
-        "camera_noise": camera_noise,
-    }
-    _validate(**params)
-    truth, movie, mean_image, max_image = _simulate(seed, **params)
-    nwbfile = _build_nwbfile(truth, params, movie, mean_image, max_image, backend)
+        raise OptionError(f"backend must be 'hdf5', 'zarr' or None, got {backend!r}")
+    p.frame_shape = _check_frame_shape(frame_shape)
+    _validate(p)
+    truth, movie, mean_image, max_image = _simulate(seed, p)
+    nwbfile = _build_nwbfile(truth, p, movie, mean_image, max_image, backend)
     return nwbfile, truth
 
 
@@ -337,13 +313,12 @@ def make_imaging_session(
     ImagingTruth
         The ground truth, with ``path`` set to ``Path(path)``.
     """
-    from ..io.backend import backend_for_new, write_nwbfile
+    from ..io.backend import backend_for_new
 
     if "backend" in params:
-        raise ValueError("backend is decided by the path's suffix; do not pass it")
-    nwbfile, truth = imaging_nwbfile(seed, backend=backend_for_new(path), **params)
-    truth.path = write_nwbfile(nwbfile, path, overwrite=overwrite)
-    return truth
+        raise OptionError("backend is decided by the path's suffix; do not pass it")
+    session = imaging_nwbfile(seed, backend=backend_for_new(path), **params)
+    return _session.write(path, overwrite, session)
 
 
 # --------------------------------------------------------------------------- validation
@@ -357,95 +332,66 @@ def _check_frame_shape(frame_shape: object) -> tuple[int, int]:
             for n in frame_shape
         )
     if not ok:
-        raise ValueError(f"frame_shape must be two ints >= 32 (height, width), got {frame_shape!r}")
+        raise OptionError(
+            f"frame_shape must be two ints >= 32 (height, width), got {frame_shape!r}"
+        )
     return int(frame_shape[0]), int(frame_shape[1])
 
 
-def _validate(
-    *,
-    n_groups: int,
-    group_rank: int,
-    n_rois: int,
-    frame_shape: tuple[int, int],
-    rate: float,
-    duration: float,
-    n_rejected: int,
-    bleach_tau: float,
-    spike_amplitude: float,
-    subthreshold_amplitude: float,
-    spike_threshold: float,
-    shot_noise: float,
-    camera_noise: float,
-) -> None:
-    _nwb.check_group_shape(n_groups, group_rank)
-    _check_int("n_rois", n_rois, 1)
-    _check_int("n_rejected", n_rejected, 0)
-    if n_rois - n_rejected < n_groups:
-        raise ValueError(
-            f"n_rois - n_rejected must be at least n_groups={n_groups} (every group needs an "
-            f"accepted ROI), got n_rois={n_rois!r}, n_rejected={n_rejected!r}"
+def _validate(p: Any) -> None:
+    check_group_shape(p.n_groups, p.group_rank)
+    check_int("n_rois", p.n_rois, 1)
+    check_int("n_rejected", p.n_rejected, 0)
+    if p.n_rois - p.n_rejected < p.n_groups:
+        raise OptionError(
+            f"n_rois - n_rejected must be at least n_groups={p.n_groups} (every group needs an "
+            f"accepted ROI), got n_rois={p.n_rois!r}, n_rejected={p.n_rejected!r}"
         )
-    _check_float("rate", rate, positive=True)
-    if rate < 100:
-        raise ValueError(f"rate must be at least 100 Hz for voltage imaging, got {rate!r}")
-    _check_float("duration", duration, positive=True)
-    if round(duration * rate) < 100:
-        raise ValueError(
-            f"duration * rate must give at least 100 frames, got {duration!r} s at {rate!r} Hz"
+    check_float("rate", p.rate, positive=True)
+    if p.rate < 100:
+        raise OptionError(f"rate must be at least 100 Hz for voltage imaging, got {p.rate!r}")
+    check_float("duration", p.duration, positive=True)
+    if round(p.duration * p.rate) < 100:
+        raise OptionError(
+            f"duration * rate must give at least 100 frames, got {p.duration!r} s at {p.rate!r} Hz"
         )
-    _check_float("bleach_tau", bleach_tau, positive=True)
-    _check_float("spike_amplitude", spike_amplitude)
-    _check_float("subthreshold_amplitude", subthreshold_amplitude, positive=True)
-    _check_float("spike_threshold", spike_threshold, positive=True)
-    _check_float("shot_noise", shot_noise)
-    _check_float("camera_noise", camera_noise)
-    if (spike_amplitude + 3 * subthreshold_amplitude) >= 0.5:
-        raise ValueError(
+    check_float("bleach_tau", p.bleach_tau, positive=True)
+    check_float("spike_amplitude", p.spike_amplitude)
+    check_float("subthreshold_amplitude", p.subthreshold_amplitude, positive=True)
+    check_float("spike_threshold", p.spike_threshold, positive=True)
+    check_float("shot_noise", p.shot_noise)
+    check_float("camera_noise", p.camera_noise)
+    if (p.spike_amplitude + 3 * p.subthreshold_amplitude) >= 0.5:
+        raise OptionError(
             "spike_amplitude + 3 * subthreshold_amplitude must stay below 0.5 (dF/F of a "
-            f"voltage indicator is a few %), got {spike_amplitude!r}, {subthreshold_amplitude!r}"
+            f"voltage indicator is a few %), got {p.spike_amplitude!r}, "
+            f"{p.subthreshold_amplitude!r}"
         )
 
 
 # --------------------------------------------------------------------------- simulation
 
 
-def _simulate(
-    seed: int,
-    *,
-    n_groups: int,
-    group_rank: int,
-    n_rois: int,
-    frame_shape: tuple[int, int],
-    rate: float,
-    duration: float,
-    n_rejected: int,
-    bleach_tau: float,
-    spike_amplitude: float,
-    subthreshold_amplitude: float,
-    spike_threshold: float,
-    shot_noise: float,
-    camera_noise: float,
-) -> tuple[ImagingTruth, np.ndarray, np.ndarray, np.ndarray]:
-    rng_latent, rng_rois, rng_traces, rng_movie = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
-    )
-    n_frames = round(duration * rate)
+def _simulate(seed: int, p: Any) -> tuple[ImagingTruth, np.ndarray, np.ndarray, np.ndarray]:
+    rng_latent, rng_rois, rng_traces, rng_movie = _session.streams(seed, 4)
+    rate, n_rois = p.rate, p.n_rois
+    n_frames = round(p.duration * rate)
     timestamps = np.arange(n_frames) / rate
-    systems, z = _nwb.group_latents(rng_latent, n_groups, n_frames, _REFERENCE_RATE / rate)
+    systems, z = _session.latents(rng_latent, p.n_groups, n_frames, _REFERENCE_RATE / rate)
 
     # ROIs: shapes, which are rejected, groups and loadings.
-    masks, centers, axes, angles = _place_rois(rng_rois, n_rois, frame_shape)
+    masks, centers, axes, angles = _place_rois(rng_rois, n_rois, p.frame_shape)
     accepted = np.ones(n_rois, dtype=bool)
-    accepted[rng_rois.permutation(n_rois)[:n_rejected]] = False
+    accepted[rng_rois.permutation(n_rois)[: p.n_rejected]] = False
     roi_groups = np.full(n_rois, -1)
-    roi_groups[accepted] = _nwb.balanced_groups(rng_rois, int(accepted.sum()), n_groups)
-    A = _nwb.block_loadings(rng_rois, roi_groups, n_groups, group_rank, _LOADING_GAIN)
+    roi_groups[accepted] = _session.balanced_groups(rng_rois, int(accepted.sum()), p.n_groups)
+    A = _session.block_loadings(rng_rois, roi_groups, p.n_groups, p.group_rank, _LOADING_GAIN)
     a = np.where(accepted, _BIAS_STD * rng_rois.standard_normal(n_rois), 0.0)
-    gain = np.where(accepted, subthreshold_amplitude * rng_rois.uniform(0.8, 1.2, n_rois), 0.0)
+    gain = np.where(accepted, p.subthreshold_amplitude * rng_rois.uniform(0.8, 1.2, n_rois), 0.0)
     F0 = np.where(
         accepted, rng_rois.uniform(*_F0_ACCEPTED, n_rois), rng_rois.uniform(*_F0_REJECTED, n_rois)
     )
-    taus = bleach_tau * rng_rois.uniform(0.85, 1.15, n_rois)
+    taus = p.bleach_tau * rng_rois.uniform(0.85, 1.15, n_rois)
 
     # Voltage, spikes and true dF/F.
     clean = z @ A.T + a
@@ -453,10 +399,10 @@ def _simulate(
     voltage_noise = _VOLTAGE_NOISE * rng_traces.standard_normal(clean.shape)
     voltage = np.where(accepted, clean + voltage_noise, 0.0)
     thresholds = np.where(
-        accepted, clean.mean(axis=0) + spike_threshold * clean.std(axis=0), np.inf
+        accepted, clean.mean(axis=0) + p.spike_threshold * clean.std(axis=0), np.inf
     )
     spikes = _threshold_spikes(clean, thresholds, max(3, round(_SPIKE_PERIOD * rate)))
-    dff_true = gain * voltage + spike_amplitude * _spike_transients(spikes, rate)
+    dff_true = gain * voltage + p.spike_amplitude * _spike_transients(spikes, rate)
     slow = gaussian_filter1d(rng_traces.standard_normal((n_frames, n_rois)), 0.05 * rate, axis=0)
     slow /= slow.std(axis=0)
     dff_true[:, ~accepted] = _REJECTED_DFF_STD * slow[:, ~accepted]
@@ -464,24 +410,20 @@ def _simulate(
     # Raw fluorescence and the pipeline's dF/F.
     bleach = np.exp(-timestamps[:, None] / taus)
     f_clean = F0 * (1.0 + dff_true) * bleach
-    noise = shot_noise * np.sqrt(F0 * f_clean) * rng_traces.standard_normal(f_clean.shape)
+    noise = p.shot_noise * np.sqrt(F0 * f_clean) * rng_traces.standard_normal(f_clean.shape)
     fluorescence = (f_clean + noise).astype(np.float32)
     baseline = _exponential_baseline(fluorescence, timestamps)
     dff = (fluorescence / baseline - 1.0).astype(np.float32)
 
     # Movie.
-    background = _background(rng_movie, frame_shape)
-    background_bleach = np.exp(-timestamps / (1.2 * bleach_tau))
+    background = _background(rng_movie, p.frame_shape)
+    background_bleach = np.exp(-timestamps / (1.2 * p.bleach_tau))
     movie, mean_image, max_image = _render_movie(
-        rng_movie, masks, fluorescence, background, background_bleach, camera_noise
+        rng_movie, masks, fluorescence, background, background_bleach, p.camera_noise
     )
 
     truth = ImagingTruth(
-        path=None,
-        seed=seed,
-        n_groups=n_groups,
-        group_rank=group_rank,
-        systems=systems,
+        **_session.truth_fields(seed, p, systems, z, (A, a, B, b)),
         roi_ids=np.arange(n_rois),
         roi_groups=roi_groups,
         accepted=accepted,
@@ -489,11 +431,6 @@ def _simulate(
         roi_centers=centers,
         roi_axes=axes,
         roi_angles=angles,
-        A=A,
-        a=a,
-        B=B,
-        b=b,
-        z=z.astype(np.float32),
         voltage=voltage.astype(np.float32),
         spike_thresholds=thresholds,
         spikes=spikes,
@@ -507,11 +444,11 @@ def _simulate(
         background=background.astype(np.float32),
         background_bleach=background_bleach,
         camera_offset=_CAMERA_OFFSET,
-        camera_noise=float(camera_noise),
+        camera_noise=float(p.camera_noise),
         rate=float(rate),
         starting_time=0.0,
         timestamps=timestamps,
-        frame_shape=frame_shape,
+        frame_shape=p.frame_shape,
     )
     return truth, movie, mean_image, max_image
 
@@ -547,7 +484,7 @@ def _place_rois(
             if not np.any(mask & occupied):
                 break
         else:
-            raise ValueError(
+            raise OptionError(
                 f"could not place {n_rois} non-overlapping ROIs in a {shape[0]} x {shape[1]} "
                 f"frame (placed {i}); use fewer ROIs or a larger frame_shape"
             )
@@ -651,13 +588,12 @@ def _wrap_movie(movie: np.ndarray, backend: Backend | None):
 
 def _build_nwbfile(
     truth: ImagingTruth,
-    params: dict[str, object],
+    p: Any,
     movie: np.ndarray,
     mean_image: np.ndarray,
     max_image: np.ndarray,
     backend: Backend | None,
 ):
-    from pynwb import NWBFile
     from pynwb.base import Images
     from pynwb.image import GrayscaleImage
     from pynwb.ophys import (
@@ -670,25 +606,22 @@ def _build_nwbfile(
     )
 
     n_frames, (height, width) = truth.n_frames, truth.frame_shape
-    nwbfile = NWBFile(
-        **_nwb.nwbfile_kwargs(
-            kind="imaging",
-            seed=truth.seed,
-            params=params,
-            session_description=(
-                f"Simulated one-photon voltage imaging of {truth.n_rois} somata in hippocampal "
-                f"CA1: {n_frames} frames of {height} x {width} pixels at {truth.rate:g} Hz."
-            ),
-            experiment_description=(
-                "Ground truth for FacRNN (factorized low-rank RNN, arXiv 2511.13899): the "
-                f"subthreshold voltage of each accepted ROI is driven by one of {truth.n_groups} "
-                f"independent groups of {truth.group_rank}-D chaotic latents "
-                f"({', '.join(truth.systems)}); spikes fire above a voltage threshold."
-            ),
-            keywords=["voltage imaging", "one-photon", "hippocampus", "Voltron2"],
-        )
+    nwbfile = _nwb.new_nwbfile(
+        kind="imaging",
+        seed=truth.seed,
+        params=vars(p),
+        animal="mouse",
+        session_description=(
+            f"Simulated one-photon voltage imaging of {truth.n_rois} somata in hippocampal "
+            f"CA1: {n_frames} frames of {height} x {width} pixels at {truth.rate:g} Hz."
+        ),
+        experiment_description=(
+            f"the subthreshold voltage of each accepted ROI is driven by one of {truth.n_groups} "
+            f"independent groups of {truth.group_rank}-D chaotic latents "
+            f"({', '.join(truth.systems)}); spikes fire above a voltage threshold."
+        ),
+        keywords=["voltage imaging", "one-photon", "hippocampus", "Voltron2"],
     )
-    nwbfile.subject = _nwb.mouse_subject(truth.seed)
 
     camera = nwbfile.create_device(
         name="sCMOS camera",

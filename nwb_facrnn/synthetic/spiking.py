@@ -31,13 +31,15 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import _nwb
-from .dynamics import _bias_for_mean_rate, _check_float, _check_int, _fit_recurrence
+from ..errors import OptionError
+from . import _nwb, _session
+from ._checks import check_float, check_fraction, check_group_shape, check_int
+from ._session import SessionTruth
+from .dynamics import _bias_for_mean_rate, _fit_recurrence
 
 SAMPLING_RATE = 1000.0
 """Rate (Hz) of the latent, rate and behaviour grid."""
@@ -71,22 +73,16 @@ _AREAS = {"M1": "primary motor cortex", "PMd": "dorsal premotor cortex"}
 
 
 @dataclass(eq=False)
-class SpikingTruth:
+class SpikingTruth(SessionTruth):
     """Ground truth of a synthetic spiking session.
 
     ``N`` is the number of units, ``K = n_groups * group_rank`` the number of latents and
-    ``T = session_end * 1000`` the number of 1 ms samples.
+    ``T = session_end * 1000`` the number of 1 ms samples. The first attributes, ``path``,
+    ``seed``, ``n_groups``, ``group_rank`` and ``systems``, are those of every session (see
+    :class:`~nwb_facrnn.synthetic._session.SessionTruth`).
 
     Attributes
     ----------
-    path : pathlib.Path or None
-        Where the session was written (None for an in-memory file).
-    seed : int
-        Seed of every random draw.
-    n_groups, group_rank : int
-        ``G`` and ``H``; latent group ``g`` is columns ``[g H, (g+1) H)`` of ``z`` and ``A``.
-    systems : tuple of str
-        Chaotic system of each group.
     unit_ids : numpy.ndarray, shape (N,), int
         Ids of the units table (``0 .. N-1``).
     unit_groups : numpy.ndarray, shape (N,), int
@@ -136,11 +132,6 @@ class SpikingTruth:
         End of the session (s); the session spans ``[0, session_end]``.
     """
 
-    path: Path | None
-    seed: int
-    n_groups: int
-    group_rank: int
-    systems: tuple[str, ...]
     unit_ids: np.ndarray
     unit_groups: np.ndarray
     spike_times: list[np.ndarray]
@@ -231,23 +222,13 @@ def spiking_nwbfile(
 
     Raises
     ------
-    ValueError
+    OptionError
         If a parameter is out of range.
     """
-    seed = _nwb.check_seed(seed)
-    params = {
-        "n_groups": n_groups,
-        "group_rank": group_rank,
-        "n_units": n_units,
-        "n_trials": n_trials,
-        "n_conditions": n_conditions,
-        "mean_rate": mean_rate,
-        "heldout_fraction": heldout_fraction,
-        "gap_fraction": gap_fraction,
-    }
-    _validate(**params)
-    truth = _simulate(seed, **params)
-    return _build_nwbfile(truth, params), truth
+    seed, p = _session.arguments(locals())
+    _validate(p)
+    truth = _simulate(seed, p)
+    return _build_nwbfile(truth, p), truth
 
 
 def make_spiking_session(
@@ -275,76 +256,52 @@ def make_spiking_session(
     SpikingTruth
         The ground truth, with ``path`` set to ``Path(path)``.
     """
-    from ..io.backend import write_nwbfile
-
-    nwbfile, truth = spiking_nwbfile(seed, **params)
-    truth.path = write_nwbfile(nwbfile, path, overwrite=overwrite)
-    return truth
+    return _session.write(path, overwrite, spiking_nwbfile(seed, **params))
 
 
 # --------------------------------------------------------------------------- simulation
 
 
-def _validate(
-    *,
-    n_groups: int,
-    group_rank: int,
-    n_units: int,
-    n_trials: int,
-    n_conditions: int,
-    mean_rate: float,
-    heldout_fraction: float,
-    gap_fraction: float,
-) -> None:
-    _nwb.check_group_shape(n_groups, group_rank)
-    _check_int("n_units", n_units, 1)
-    if n_units < n_groups:
-        raise ValueError(
-            f"n_units must be at least n_groups={n_groups} (every group needs a unit), "
-            f"got {n_units!r}"
+def _validate(p: Any) -> None:
+    check_group_shape(p.n_groups, p.group_rank)
+    check_int("n_units", p.n_units, 1)
+    if p.n_units < p.n_groups:
+        raise OptionError(
+            f"n_units must be at least n_groups={p.n_groups} (every group needs a unit), "
+            f"got {p.n_units!r}"
         )
-    _check_int("n_trials", n_trials, 3)
-    _check_int("n_conditions", n_conditions, 1)
-    _check_float("mean_rate", mean_rate, positive=True)
-    if mean_rate > _MAX_MEAN_RATE:
-        raise ValueError(f"mean_rate must be at most {_MAX_MEAN_RATE} Hz, got {mean_rate!r}")
-    _nwb.check_fraction("heldout_fraction", heldout_fraction, upper_open=True)
-    _nwb.check_fraction("gap_fraction", gap_fraction)
+    check_int("n_trials", p.n_trials, 3)
+    check_int("n_conditions", p.n_conditions, 1)
+    check_float("mean_rate", p.mean_rate, positive=True)
+    if p.mean_rate > _MAX_MEAN_RATE:
+        raise OptionError(f"mean_rate must be at most {_MAX_MEAN_RATE} Hz, got {p.mean_rate!r}")
+    check_fraction("heldout_fraction", p.heldout_fraction, upper_open=True)
+    check_fraction("gap_fraction", p.gap_fraction)
 
 
-def _simulate(
-    seed: int,
-    *,
-    n_groups: int,
-    group_rank: int,
-    n_units: int,
-    n_trials: int,
-    n_conditions: int,
-    mean_rate: float,
-    heldout_fraction: float,
-    gap_fraction: float,
-) -> SpikingTruth:
-    rng_latent, rng_trials, rng_units, rng_spikes, rng_behavior, rng_electrodes = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)
+def _simulate(seed: int, p: Any) -> SpikingTruth:
+    rng_latent, rng_trials, rng_units, rng_spikes, rng_behavior, rng_electrodes = _session.streams(
+        seed, 6
     )
-    trials, n_steps = _make_trials(rng_trials, n_trials, n_conditions)
+    trials, n_steps = _make_trials(rng_trials, p.n_trials, p.n_conditions)
     session_end = n_steps / SAMPLING_RATE
     z_times = np.arange(n_steps) / SAMPLING_RATE
 
-    systems, z = _nwb.group_latents(rng_latent, n_groups, n_steps, _LATENT_TIME_SCALE)
+    systems, z = _session.latents(rng_latent, p.n_groups, n_steps, _LATENT_TIME_SCALE)
 
-    unit_groups = _nwb.balanced_groups(rng_units, n_units, n_groups)
-    A = _nwb.block_loadings(rng_units, unit_groups, n_groups, group_rank, _LOADING_GAIN)
+    n_units = p.n_units
+    unit_groups = _session.balanced_groups(rng_units, n_units, p.n_groups)
+    A = _session.block_loadings(rng_units, unit_groups, p.n_groups, p.group_rank, _LOADING_GAIN)
     heldout = np.zeros(n_units, dtype=bool)
-    heldout[rng_units.permutation(n_units)[: round(heldout_fraction * n_units)]] = True
+    heldout[rng_units.permutation(n_units)[: round(p.heldout_fraction * n_units)]] = True
     n_m1 = math.ceil(n_units / 2)
     electrode_groups = rng_units.permutation(np.array(["M1"] * n_m1 + ["PMd"] * (n_units - n_m1)))
-    gaps = _make_gaps(rng_units, n_units, gap_fraction, n_steps)
+    gaps = _make_gaps(rng_units, n_units, p.gap_fraction, n_steps)
 
     # Rates: softplus(A z + a) spikes per 20 ms bin, a_i solved on every 10th ms (plenty for a
     # time average over >= 10^4 samples).
     loaded = z @ A.T
-    a = _bias_for_mean_rate(loaded[::10], mean_rate * BIN_SIZE)
+    a = _bias_for_mean_rate(loaded[::10], p.mean_rate * BIN_SIZE)
     drive = loaded + a
     del loaded
     rates = np.logaddexp(0.0, drive) / BIN_SIZE
@@ -357,17 +314,13 @@ def _simulate(
 
     spike_times, obs_intervals = _draw_spikes(rng_spikes, rates, gaps, session_end)
 
-    readout = _velocity_readout(rng_behavior, group_rank)
-    hand_vel = z[:, :group_rank] @ readout
+    readout = _velocity_readout(rng_behavior, p.group_rank)
+    hand_vel = z[:, : p.group_rank] @ readout
     hand_pos = np.cumsum(hand_vel, axis=0) / SAMPLING_RATE
     behavior = {"hand_vel": (z_times, hand_vel), "hand_pos": (z_times, hand_pos)}
 
     return SpikingTruth(
-        path=None,
-        seed=seed,
-        n_groups=n_groups,
-        group_rank=group_rank,
-        systems=systems,
+        **_session.truth_fields(seed, p, systems, z, (A, a, B, b)),
         unit_ids=np.arange(n_units),
         unit_groups=unit_groups,
         spike_times=spike_times,
@@ -375,15 +328,10 @@ def _simulate(
         heldout=heldout,
         electrode_group_of_unit=electrode_groups,
         electrode_positions=_array_positions(rng_electrodes, electrode_groups),
-        A=A,
-        a=a,
-        B=B,
-        b=b,
-        z=z.astype(np.float32),
         z_times=z_times,
         rates=rates.astype(np.float32),
         bin_size=BIN_SIZE,
-        mean_rate=float(mean_rate),
+        mean_rate=float(p.mean_rate),
         trials=trials,
         behavior=behavior,
         velocity_readout=readout,
@@ -468,39 +416,36 @@ def _velocity_readout(rng: np.random.Generator, group_rank: int) -> np.ndarray:
 # --------------------------------------------------------------------------- NWB file
 
 
-def _build_nwbfile(truth: SpikingTruth, params: dict[str, object]):
-    from pynwb import NWBFile, TimeSeries
+def _build_nwbfile(truth: SpikingTruth, p: Any):
+    from pynwb import TimeSeries
     from pynwb.behavior import SpatialSeries
     from pynwb.misc import Units
 
-    nwbfile = NWBFile(
-        **_nwb.nwbfile_kwargs(
-            kind="spiking",
-            seed=truth.seed,
-            params=params,
-            session_description=(
-                "Simulated delayed center-out maze reaching session in the layout of the Neural "
-                f"Latents Benchmark MC_Maze files: {len(truth.trials['start_time'])} trials, "
-                f"{truth.n_units} sorted units on two Utah arrays (M1, PMd), hand position and "
-                "velocity at 1 kHz."
-            ),
-            experiment_description=(
-                "Ground truth for FacRNN (factorized low-rank RNN, arXiv 2511.13899): firing "
-                f"rates are driven by {truth.n_groups} independent groups of "
-                f"{truth.group_rank}-D chaotic latents ({', '.join(truth.systems)}); each unit "
-                "loads on one group and hand velocity is a linear readout of group 0."
-            ),
-            keywords=["motor cortex", "reaching", "spiking", "Neural Latents Benchmark"],
-        )
+    nwbfile = _nwb.new_nwbfile(
+        kind="spiking",
+        seed=truth.seed,
+        params=vars(p),
+        animal="monkey",
+        session_description=(
+            "Simulated delayed center-out maze reaching session in the layout of the Neural "
+            f"Latents Benchmark MC_Maze files: {len(truth.trials['start_time'])} trials, "
+            f"{truth.n_units} sorted units on two Utah arrays (M1, PMd), hand position and "
+            "velocity at 1 kHz."
+        ),
+        experiment_description=(
+            f"firing rates are driven by {truth.n_groups} independent groups of "
+            f"{truth.group_rank}-D chaotic latents ({', '.join(truth.systems)}); each unit "
+            "loads on one group and hand velocity is a linear readout of group 0."
+        ),
+        keywords=["motor cortex", "reaching", "spiking", "Neural Latents Benchmark"],
     )
-    nwbfile.subject = _nwb.macaque_subject(truth.seed)
 
     # Trials.
     nwbfile.add_trial_column(
         "move_onset_time", "Time of movement onset (s), between start_time and stop_time."
     )
     nwbfile.add_trial_column(
-        "condition", f"Reach condition (maze), an integer in [0, {params['n_conditions']})."
+        "condition", f"Reach condition (maze), an integer in [0, {p.n_conditions})."
     )
     nwbfile.add_trial_column(
         "split", "Data split of the trial: 'train', 'val' or 'test' (about 70/15/15 %)."
@@ -566,27 +511,33 @@ def _build_nwbfile(truth: SpikingTruth, params: dict[str, object]):
     behavior = nwbfile.create_processing_module(
         "behavior", "Simulated hand kinematics sampled at 1 kHz."
     )
-    behavior.add(
-        SpatialSeries(
-            name="hand_pos",
-            description="Hand position, the cumulative integral of hand_vel.",
-            data=truth.behavior["hand_pos"][1],
-            reference_frame="Origin at the hand position at the session start; x right, y up.",
-            unit="millimeters",
-            rate=SAMPLING_RATE,
-            starting_time=0.0,
+    kinematics = {
+        "hand_pos": (
+            SpatialSeries,
+            "Hand position, the cumulative integral of hand_vel.",
+            "millimeters",
+            {"reference_frame": "Origin at the hand position at the session start; x right, y up."},
+        ),
+        "hand_vel": (
+            TimeSeries,
+            "Hand velocity (x, y), a linear readout of latent group 0.",
+            "millimeters/second",
+            {},
+        ),
+    }
+    for name, (series, description, unit, extra) in kinematics.items():
+        data = truth.behavior[name][1]
+        behavior.add(
+            series(
+                name=name,
+                description=description,
+                data=data,
+                unit=unit,
+                rate=SAMPLING_RATE,
+                starting_time=0.0,
+                **extra,
+            )
         )
-    )
-    behavior.add(
-        TimeSeries(
-            name="hand_vel",
-            description="Hand velocity (x, y), a linear readout of latent group 0.",
-            data=truth.behavior["hand_vel"][1],
-            unit="millimeters/second",
-            rate=SAMPLING_RATE,
-            starting_time=0.0,
-        )
-    )
     return nwbfile
 
 

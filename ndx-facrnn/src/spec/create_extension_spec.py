@@ -1,13 +1,15 @@
-"""The ``ndx-facrnn`` NWB extension: its spec, written with pynwb's spec API.
+"""Build the ``ndx-facrnn`` spec with pynwb's spec API and write its YAML into ``spec/``.
 
-This module is the single source of the spec.  The YAML files it produces ship inside the
-package (``nwb_facrnn/io/spec/``) and are cached in every file written, so any NWB reader
-(pynwb with ``load_namespaces=True``, MatNWB, Neurosift) opens the results without this
-package.  Regenerate them after a change with::
+This script is the single source of the spec; the YAML it writes (``spec/ndx-facrnn.*.yaml``)
+is committed, ships inside the ``ndx_facrnn`` package and is cached in every file written, so
+any NWB reader (pynwb with ``load_namespaces=True``, MatNWB, Neurosift) opens the results.
+Regenerate the YAML after a change with::
 
-    python -m nwb_facrnn.io.extension_spec
+    python src/spec/create_extension_spec.py
 
-(``tests/test_io_extension.py`` checks that the shipped YAML matches this module.)
+(``src/pynwb/tests/test_ndx_facrnn.py`` checks that the committed YAML is what this writes.)
+The namespace, the type names, their attributes, datasets and docs are a file format: files
+written before must still read, so change them only with a new ``SPEC_VERSION``.
 
 Types
 -----
@@ -29,30 +31,15 @@ Types
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
+# kept equal to ndx_facrnn.NAMESPACE and ndx_facrnn.SPEC_VERSION (the package tests check it)
 NAMESPACE = "ndx-facrnn"
 SPEC_VERSION = "0.1.0"
-SPEC_DIR = Path(__file__).parent / "spec"
-NAMESPACE_PATH = SPEC_DIR / f"{NAMESPACE}.namespace.yaml"
+SPEC_DIR = Path(__file__).resolve().parents[2] / "spec"
 
-# FacRNN module state-dict keys <-> dataset names of FacRNNModel (without the restart axis)
-WEIGHT_NAMES = {
-    "A": "output_loadings",
-    "a": "output_bias",
-    "B": "input_loadings",
-    "b": "latent_bias",
-    "log_std": "noise_log_std",
-    "enc.w1": "encoder_hidden_weight",
-    "enc.b1": "encoder_hidden_bias",
-    "enc.w2": "encoder_output_weight",
-    "enc.b2": "encoder_output_bias",
-    "dec.w1": "decoder_hidden_weight",
-    "dec.b1": "decoder_hidden_bias",
-    "dec.w2": "decoder_output_weight",
-    "dec.b2": "decoder_output_bias",
-}
-
+# dataset name of every FacRNNModel weight (the values of ndx_facrnn.WEIGHT_NAMES): doc, dims
 _WEIGHT_DOCS = {
     "output_loadings": ("A, the output loadings (linear decoder).", ["num_units", "num_latents"]),
     "output_bias": ("a, the output bias (linear decoder).", ["num_units"]),
@@ -304,12 +291,19 @@ def write_spec(directory: str | os.PathLike = SPEC_DIR) -> Path:
         contact=["https://github.com/nwb-facrnn/nwb-facrnn"],
     )
     builder.include_namespace("core")
+    namespace = f"{NAMESPACE}.namespace.yaml"
     extension = f"{NAMESPACE}.extensions.yaml"
     for spec in _specs():
         builder.add_spec(extension, spec)
-    builder.export(NAMESPACE_PATH.name, outdir=str(directory))
-    return directory / NAMESPACE_PATH.name
+    builder.export(namespace, outdir=str(directory))
+    return directory / namespace
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``create_extension_spec.py [DIRECTORY]``: write the YAML (default: ``spec/``)."""
+    args = sys.argv[1:] if argv is None else argv
+    print(write_spec(*args[:1]))
 
 
 if __name__ == "__main__":
-    print(write_spec())
+    main()

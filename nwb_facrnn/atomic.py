@@ -1,5 +1,10 @@
 """Writing files and Zarr stores so that no reader ever sees a half-written one.
 
+This is the one place the package writes a file or folder atomically: NWB results, saved
+models, sweep rows and summaries, report figures, DANDI cache blocks and the data-parallel
+fit's result all go through :func:`atomic_destination`, :func:`write_file` or
+:func:`write_files`.
+
 Every write goes to a temporary sibling of the destination, ``.partial-<pid>-<random>-<name>``,
 which replaces the destination in one atomic step once complete.  Writers of one destination
 take turns through an exclusive lock (``flock`` on ``.<name>.lock`` beside it), so two writers
@@ -15,8 +20,10 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+
+from .errors import OutputExistsError, OutputPermissionError
 
 #: Temporary files and stores being written start with this; a killed writer may leave one.
 PARTIAL_PREFIX = ".partial-"
@@ -43,7 +50,7 @@ def destination_lock(path: str | os.PathLike) -> Iterator[None]:
     try:
         fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access
     except PermissionError:
-        raise PermissionError(
+        raise OutputPermissionError(
             f"cannot write in {dest.parent}: it is read-only for this user (writing {dest.name} "
             "needs a temporary file and a lock file beside it)"
         ) from None
@@ -108,9 +115,9 @@ def atomic_destination(
                 yield tmp
         return
     if dest.exists() and not overwrite:
-        raise FileExistsError(f"{dest} exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{dest} exists; pass overwrite=True to replace it")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{PARTIAL_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{dest.name}")
+    tmp = _temporary(dest)
     try:
         yield tmp
         if dest.exists() and tmp.exists():
@@ -195,3 +202,112 @@ def _remove(p: Path) -> None:
         p.unlink()
     elif p.is_dir():
         shutil.rmtree(p, ignore_errors=True)
+
+
+def write_file(
+    path: str | os.PathLike,
+    data: bytes | str | Callable[[Path], None],
+    *,
+    lock: bool = False,
+    mtime_ns: int | None = None,
+) -> Path:
+    """Write one file atomically: a temporary sibling, flushed to disk, renamed over ``path``.
+
+    Parameters
+    ----------
+    path : path
+        The destination (its folder is created).  An existing file is replaced and keeps
+        its permissions.
+    data : bytes, str or callable
+        The content (``str`` is written as UTF-8), or ``writer(tmp_path)`` that writes the
+        temporary file itself (e.g. ``np.savez``, ``torch.save``).
+    lock : bool
+        Take :func:`destination_lock` and :func:`recover` first: for files that several
+        processes may write.  Without it (one writer per file) no lock file is made.
+    mtime_ns : int, optional
+        Set the file's access and modification times (ns) before it is moved into place.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    dest = Path(path)
+    if lock:
+        with destination_lock(dest):
+            recover(dest)
+            return write_file(dest, data, mtime_ns=mtime_ns)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(dest)
+    try:
+        if callable(data):
+            data(tmp)
+        else:
+            raw = data.encode() if isinstance(data, str) else bytes(data)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(raw)
+        if dest.exists():
+            shutil.copymode(dest, tmp)
+        if mtime_ns is not None:
+            os.utime(tmp, ns=(mtime_ns, mtime_ns))
+        replace_atomically(tmp, dest)
+    finally:
+        _remove(tmp)
+    return dest
+
+
+def write_files(files: Mapping[Path, bytes]) -> None:
+    """Write every file or none (a set of files that belong together, e.g. a report).
+
+    Temporaries first, then each moved into place; on a failure the files already replaced
+    get their old content back and new ones are removed.  One lock (on the last file) is
+    held for the whole set.
+    """
+    files = {Path(p): d for p, d in files.items()}
+    if not files:
+        return
+    with destination_lock(next(reversed(files))):
+        for dest in files:
+            recover(dest)
+        temps: dict[Path, Path] = {}
+        try:
+            for dest, data in files.items():
+                temps[dest] = tmp = _temporary(dest)
+                tmp.write_bytes(data)
+                if dest.exists():
+                    shutil.copymode(dest, tmp)
+            _move_all(temps)
+        finally:
+            for tmp in temps.values():
+                _remove(tmp)
+
+
+def _temporary(dest: Path) -> Path:
+    """A new temporary sibling of ``dest`` (a name :func:`recover` knows)."""
+    return dest.with_name(f"{PARTIAL_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{dest.name}")
+
+
+def _move_all(temps: dict[Path, Path]) -> None:
+    backups: dict[Path, Path] = {}
+    done: list[Path] = []
+    try:
+        for dest, tmp in temps.items():
+            if dest.exists():
+                backup = dest.with_name(f"{OLD_PREFIX}{uuid.uuid4().hex[:8]}-{dest.name}")
+                try:
+                    os.link(dest, backup)
+                except OSError:  # no hard links here
+                    shutil.copy2(dest, backup)
+                backups[dest] = backup
+            replace_atomically(tmp, dest)
+            done.append(dest)
+    except BaseException:
+        for dest in reversed(done):
+            if dest in backups:
+                os.replace(backups.pop(dest), dest)
+            else:
+                dest.unlink(missing_ok=True)
+        raise
+    finally:
+        for backup in backups.values():
+            backup.unlink(missing_ok=True)
