@@ -111,7 +111,9 @@ def test_02_spiking_mc_maze_decodes_hand_velocity(tmp_path):
     assert "40 trials x 35 bins x 48 units" in out
     decoded = _number(r"hand velocity decoded .*: R² = ([\d.]+)", out)
     assert decoded > 0.3  # seeds 0-3: 0.41-0.49
-    assert _number(r"group latent R² against the ground truth: ([\d.]+)", out) > 0.45  # 0.51-0.57
+    # seed 0's 4 restarts give 0.39-0.56 and which one is kept depends on rounding (0.386 on an
+    # AMD EPYC; 0.49-0.56 with 1 or 2 threads, MKL AVX2 or SSE4.2); random latents give 0.003
+    assert _number(r"group latent R² against the ground truth: ([\d.]+)", out) > 0.3
     results = tmp_path / "mc_maze_like_facrnn.nwb"
     assert f"results: {results}" in out
     res = read_results(results)

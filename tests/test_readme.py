@@ -144,3 +144,31 @@ def test_the_link_checker_sees_links():
         "training-what-was-chosen-and-what-it-costs"
     )
     assert _slug("The paper's synthetic experiment") == "the-papers-synthetic-experiment"
+
+
+def test_the_readmes_python_examples_run_as_printed(tmp_path, monkeypatch):
+    """Every ``python`` block of the README, in order, in a folder holding a small imaging
+    session named as the README names it (``session.nwb``, with DfOverF and accepted ROIs)."""
+    import warnings
+
+    from nwb_facrnn import read_results
+    from nwb_facrnn.synthetic import make_imaging_session
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 3, "the README lost its Python examples"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        make_imaging_session(
+            tmp_path / "session.nwb", seed=0, n_rois=12, frame_shape=(48, 48), duration=0.3
+        )
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    names = [
+        read_results("session_facrnn.nwb", name=n).name
+        for n in ("facrnn_G2H3_beta20_seed0", "facrnn_G2H3_beta20_seed1")
+    ]
+    assert names == ["facrnn_G2H3_beta20_seed0", "facrnn_G2H3_beta20_seed1"]
+    assert namespace["z"].shape[1] == 6 and len(namespace["table"]) == 12 - 2  # 2 rejected
+    assert namespace["outcome"].steps == "all"

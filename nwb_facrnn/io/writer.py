@@ -40,6 +40,11 @@ class WrittenFit(type(Path())):
     fit_name: str
     object_path: str
 
+    @property
+    def path(self) -> Path:
+        """The file, as a plain :class:`pathlib.Path`."""
+        return Path(self)
+
     @classmethod
     def at(cls, path: Path, fit_name: str, module: str) -> WrittenFit:
         out = cls(path)

@@ -530,20 +530,24 @@ def _worker(rank: int, plan: _Plan, settings: dict[str, Any], writer: Connection
             callback=report if writer is not None and rank == 0 else None,
             shard=shard,
         )
-        divergence = shard.divergence(module)  # the last collective
-        # every rank leaves the group right after it, before rank 0's (fsynced) write
-        dist.destroy_process_group()
+        divergence = shard.divergence(module)
         if rank == 0:
             _save_result(module, result, divergence, Path(plan.folder))
     except Exception:
         # the traceback as text, time-stamped so that the parent reports the first failure
         # (no pickle: the parent reads this file as text)
         text = f"{time.time()!r}\n{traceback.format_exc()}"
-        Path(plan.folder, f"error-rank{rank}.txt").write_text(text)
+        write_file(Path(plan.folder, f"error-rank{rank}.txt"), text)
         sys.exit(1)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    # Done, and the result is on disk. End the process here: the interpreter's own teardown
+    # sometimes aborts in the CPU collective backend's threads ("terminate called without an
+    # active exception", SIGABRT), which would turn a finished fit into a failed one.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _save_result(module: torch.nn.Module, result: TrainResult, divergence: float, folder: Path):
