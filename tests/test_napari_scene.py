@@ -173,7 +173,8 @@ def test_the_fitted_groups_are_the_true_groups(imaging_fit):
     true_of_fitted[alignment.assignment] = np.arange(2)
     groups = scene.roi_groups()
     accepted = np.flatnonzero(truth.accepted)
-    assert np.mean(true_of_fitted[groups[accepted]] == truth.roi_groups[accepted]) >= 0.9
+    # FacRNN: 22 of 22; the low-rank RNN without the penalty: 20 of 22 (0.909) or fewer
+    assert np.mean(true_of_fitted[groups[accepted]] == truth.roi_groups[accepted]) >= 0.95
     scene.close()
 
 

@@ -22,7 +22,7 @@ from nwb_facrnn.synthetic import (
     make_spiking_session,
     spiking_nwbfile,
 )
-from nwb_facrnn.synthetic.imaging import _ellipse_mask
+from nwb_facrnn.synthetic._imaging_fov import ellipse_mask as _ellipse_mask
 
 SPIKING = {"n_units": 30, "n_trials": 20}
 IMAGING = {"n_rois": 16, "frame_shape": (64, 64), "duration": 2.0}

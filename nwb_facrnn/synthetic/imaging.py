@@ -35,6 +35,10 @@ File layout
 
 The default session (128 x 128 pixels, 2000 frames) holds 65.5 MB of raw movie: 39 MB on disk
 as HDF5 (written in ~2 s) and 33 MB as Zarr (~1 s); the noisy camera frames compress little.
+
+This module holds the parameters, the ground truth and the signal chain; the field of view
+(ROI shapes, background, rendered movie) is :mod:`._imaging_fov` and the file layout
+:mod:`._imaging_nwb`.
 """
 
 from __future__ import annotations
@@ -43,14 +47,15 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d
 
 from ..errors import OptionError
-from . import _nwb, _session
+from . import _imaging_fov, _session
 from ._checks import check_float, check_group_shape, check_int
+from ._imaging_nwb import Backend, build_nwbfile
 from ._session import SessionTruth
 from .dynamics import _fit_recurrence
 
@@ -65,23 +70,11 @@ _BIAS_STD = 0.1
 # Spikes: re-fire period while above threshold (s) and decay of the spike waveform (s).
 _SPIKE_PERIOD = 0.02
 _SPIKE_DECAY = 0.002
-# ROI shapes (pixels): semi-major axis range, minor/major ratio range, placement attempts.
-_SEMI_MAJOR = (4.5, 7.0)
-_AXIS_RATIO = (0.6, 0.95)
-_MAX_PLACEMENT_TRIES = 500
-# Brightness (camera counts per pixel): resting ROI fluorescence, rejected-ROI fluorescence,
-# background range and camera offset.
+# Resting fluorescence (camera counts per pixel) of accepted and of rejected ROIs.
 _F0_ACCEPTED = (600.0, 1500.0)
 _F0_REJECTED = (300.0, 600.0)
-_BACKGROUND = (150.0, 400.0)
-_CAMERA_OFFSET = 100.0
 # dF/F std of the slow fluctuation of rejected ROIs (neuropil-like, no latent signal).
 _REJECTED_DFF_STD = 0.005
-# Movie chunking (frames per chunk) and gzip level.
-_CHUNK_FRAMES = 50
-_GZIP_LEVEL = 4
-
-Backend = Literal["hdf5", "zarr"]
 
 
 @dataclass(eq=False)
@@ -284,7 +277,7 @@ def imaging_nwbfile(
     p.frame_shape = _check_frame_shape(frame_shape)
     _validate(p)
     truth, movie, mean_image, max_image = _simulate(seed, p)
-    nwbfile = _build_nwbfile(truth, p, movie, mean_image, max_image, backend)
+    nwbfile = build_nwbfile(truth, p, movie, mean_image, max_image, backend)
     return nwbfile, truth
 
 
@@ -380,7 +373,7 @@ def _simulate(seed: int, p: Any) -> tuple[ImagingTruth, np.ndarray, np.ndarray, 
     systems, z = _session.latents(rng_latent, p.n_groups, n_frames, _REFERENCE_RATE / rate)
 
     # ROIs: shapes, which are rejected, groups and loadings.
-    masks, centers, axes, angles = _place_rois(rng_rois, n_rois, p.frame_shape)
+    masks, centers, axes, angles = _imaging_fov.place_rois(rng_rois, n_rois, p.frame_shape)
     accepted = np.ones(n_rois, dtype=bool)
     accepted[rng_rois.permutation(n_rois)[: p.n_rejected]] = False
     roi_groups = np.full(n_rois, -1)
@@ -416,9 +409,9 @@ def _simulate(seed: int, p: Any) -> tuple[ImagingTruth, np.ndarray, np.ndarray, 
     dff = (fluorescence / baseline - 1.0).astype(np.float32)
 
     # Movie.
-    background = _background(rng_movie, p.frame_shape)
+    background = _imaging_fov.background_image(rng_movie, p.frame_shape)
     background_bleach = np.exp(-timestamps / (1.2 * p.bleach_tau))
-    movie, mean_image, max_image = _render_movie(
+    movie, mean_image, max_image = _imaging_fov.render_movie(
         rng_movie, masks, fluorescence, background, background_bleach, p.camera_noise
     )
 
@@ -443,7 +436,7 @@ def _simulate(seed: int, p: Any) -> tuple[ImagingTruth, np.ndarray, np.ndarray, 
         dff=dff,
         background=background.astype(np.float32),
         background_bleach=background_bleach,
-        camera_offset=_CAMERA_OFFSET,
+        camera_offset=_imaging_fov.CAMERA_OFFSET,
         camera_noise=float(p.camera_noise),
         rate=float(rate),
         starting_time=0.0,
@@ -451,47 +444,6 @@ def _simulate(seed: int, p: Any) -> tuple[ImagingTruth, np.ndarray, np.ndarray, 
         frame_shape=p.frame_shape,
     )
     return truth, movie, mean_image, max_image
-
-
-def _ellipse_mask(
-    shape: tuple[int, int], center: np.ndarray, axes: np.ndarray, angle: float
-) -> np.ndarray:
-    """Boolean filled ellipse (pixel centres inside), shape ``shape``."""
-    rows, cols = np.ogrid[: shape[0], : shape[1]]
-    dr, dc = rows - center[0], cols - center[1]
-    u = dr * math.cos(angle) + dc * math.sin(angle)
-    v = -dr * math.sin(angle) + dc * math.cos(angle)
-    return (u / axes[0]) ** 2 + (v / axes[1]) ** 2 <= 1.0
-
-
-def _place_rois(
-    rng: np.random.Generator, n_rois: int, shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Non-overlapping random ellipses inside the frame: masks, centres, axes and angles."""
-    occupied = np.zeros(shape, dtype=bool)
-    masks = np.zeros((n_rois, *shape), dtype=np.float32)
-    centers = np.zeros((n_rois, 2))
-    axes = np.zeros((n_rois, 2))
-    angles = np.zeros(n_rois)
-    for i in range(n_rois):
-        for _ in range(_MAX_PLACEMENT_TRIES):
-            major = rng.uniform(*_SEMI_MAJOR)
-            axis_pair = np.array([major, major * rng.uniform(*_AXIS_RATIO)])
-            angle = rng.uniform(0.0, math.pi)
-            margin = major + 1.0
-            center = rng.uniform([margin, margin], [shape[0] - 1 - margin, shape[1] - 1 - margin])
-            mask = _ellipse_mask(shape, center, axis_pair, angle)
-            if not np.any(mask & occupied):
-                break
-        else:
-            raise OptionError(
-                f"could not place {n_rois} non-overlapping ROIs in a {shape[0]} x {shape[1]} "
-                f"frame (placed {i}); use fewer ROIs or a larger frame_shape"
-            )
-        occupied |= mask
-        masks[i] = mask
-        centers[i], axes[i], angles[i] = center, axis_pair, angle
-    return masks, centers, axes, angles
 
 
 def _threshold_spikes(clean: np.ndarray, thresholds: np.ndarray, period: int) -> np.ndarray:
@@ -522,211 +474,3 @@ def _exponential_baseline(fluorescence: np.ndarray, times: np.ndarray) -> np.nda
     log_f = np.log(np.clip(fluorescence.astype(np.float64), 1e-3, None))
     coef, *_ = np.linalg.lstsq(design, log_f, rcond=None)
     return np.exp(design @ coef)
-
-
-def _background(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    """Smooth background image (counts), values in ``_BACKGROUND``."""
-    smooth = gaussian_filter(rng.standard_normal(shape), sigma=min(shape) / 8, mode="reflect")
-    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
-    return _BACKGROUND[0] + (_BACKGROUND[1] - _BACKGROUND[0]) * smooth
-
-
-def _render_movie(
-    rng: np.random.Generator,
-    masks: np.ndarray,
-    fluorescence: np.ndarray,
-    background: np.ndarray,
-    background_bleach: np.ndarray,
-    camera_noise: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The uint16 movie (T, H, W) and its mean and max images (H, W) float32."""
-    n_frames = fluorescence.shape[0]
-    shape = masks.shape[1:]
-    flat_masks = masks.reshape(len(masks), -1)
-    flat_background = background.reshape(-1).astype(np.float32)
-    movie = np.empty((n_frames, *shape), dtype=np.uint16)
-    total = np.zeros(flat_masks.shape[1])
-    peak = np.zeros(flat_masks.shape[1], dtype=np.float32)
-    for start in range(0, n_frames, 100):
-        stop = min(start + 100, n_frames)
-        frames = fluorescence[start:stop] @ flat_masks
-        frames += _CAMERA_OFFSET + background_bleach[start:stop, None].astype(np.float32) * (
-            flat_background
-        )
-        frames += camera_noise * rng.standard_normal(frames.shape, dtype=np.float32)
-        counts = np.clip(np.rint(frames), 0, np.iinfo(np.uint16).max).astype(np.uint16)
-        movie[start:stop] = counts.reshape(stop - start, *shape)
-        total += counts.sum(axis=0, dtype=np.float64)
-        peak = np.maximum(peak, counts.max(axis=0))
-    mean_image = (total / n_frames).astype(np.float32).reshape(shape)
-    return movie, mean_image, peak.reshape(shape)
-
-
-# --------------------------------------------------------------------------- NWB file
-
-
-def _wrap_movie(movie: np.ndarray, backend: Backend | None):
-    """The movie with the chunking and compression settings of ``backend``."""
-    chunks = (min(_CHUNK_FRAMES, movie.shape[0]), *movie.shape[1:])
-    if backend == "hdf5":
-        from hdmf.backends.hdf5.h5_utils import H5DataIO
-
-        return H5DataIO(
-            movie, chunks=chunks, compression="gzip", compression_opts=_GZIP_LEVEL, shuffle=True
-        )
-    if backend == "zarr":
-        from hdmf_zarr.utils import ZarrDataIO
-        from numcodecs import Blosc
-
-        return ZarrDataIO(
-            movie,
-            chunks=chunks,
-            compressor=Blosc(cname="zstd", clevel=3, shuffle=Blosc.BITSHUFFLE),
-        )
-    return movie
-
-
-def _build_nwbfile(
-    truth: ImagingTruth,
-    p: Any,
-    movie: np.ndarray,
-    mean_image: np.ndarray,
-    max_image: np.ndarray,
-    backend: Backend | None,
-):
-    from pynwb.base import Images
-    from pynwb.image import GrayscaleImage
-    from pynwb.ophys import (
-        DfOverF,
-        Fluorescence,
-        ImageSegmentation,
-        OnePhotonSeries,
-        OpticalChannel,
-        RoiResponseSeries,
-    )
-
-    n_frames, (height, width) = truth.n_frames, truth.frame_shape
-    nwbfile = _nwb.new_nwbfile(
-        kind="imaging",
-        seed=truth.seed,
-        params=vars(p),
-        animal="mouse",
-        session_description=(
-            f"Simulated one-photon voltage imaging of {truth.n_rois} somata in hippocampal "
-            f"CA1: {n_frames} frames of {height} x {width} pixels at {truth.rate:g} Hz."
-        ),
-        experiment_description=(
-            f"the subthreshold voltage of each accepted ROI is driven by one of {truth.n_groups} "
-            f"independent groups of {truth.group_rank}-D chaotic latents "
-            f"({', '.join(truth.systems)}); spikes fire above a voltage threshold."
-        ),
-        keywords=["voltage imaging", "one-photon", "hippocampus", "Voltron2"],
-    )
-
-    camera = nwbfile.create_device(
-        name="sCMOS camera",
-        description="Simulated scientific CMOS camera (16-bit, global shutter).",
-    )
-    channel = OpticalChannel(
-        name="Green",
-        description="Emission of the JF525 dye bound to Voltron2 (green/yellow).",
-        emission_lambda=549.0,
-    )
-    plane = nwbfile.create_imaging_plane(
-        name="ImagingPlane",
-        optical_channel=channel,
-        description="Single focal plane through the CA1 pyramidal layer.",
-        device=camera,
-        excitation_lambda=525.0,
-        imaging_rate=truth.rate,
-        indicator="Voltron2-JF525",
-        location="Field CA1",
-        grid_spacing=[1.0e-6, 1.0e-6],
-        grid_spacing_unit="meters",
-    )
-    series = OnePhotonSeries(
-        name="OnePhotonSeries",
-        description=(
-            "Raw camera frames (counts, offset 100): background + ROI fluorescence + read noise."
-        ),
-        data=_wrap_movie(movie, backend),
-        imaging_plane=plane,
-        unit="n.a.",
-        rate=truth.rate,
-        starting_time=truth.starting_time,
-        exposure_time=1.0 / truth.rate,
-        dimension=[height, width],
-        device=camera,
-    )
-    nwbfile.add_acquisition(series)
-
-    ophys = nwbfile.create_processing_module(
-        "ophys", "Segmentation, summary images and ROI traces of the voltage-imaging movie."
-    )
-    segmentation = ImageSegmentation(name="ImageSegmentation")
-    ophys.add(segmentation)
-    planes = segmentation.create_plane_segmentation(
-        name="PlaneSegmentation",
-        description="Somata segmented as filled ellipses (image masks, weight 1 inside).",
-        imaging_plane=plane,
-        reference_images=series,
-    )
-    planes.add_column(
-        "accepted", "True for ROIs accepted as neurons; False for background/neuropil ROIs."
-    )
-    for i in range(truth.n_rois):
-        planes.add_roi(
-            id=int(truth.roi_ids[i]),
-            image_mask=truth.image_masks[i],
-            accepted=bool(truth.accepted[i]),
-        )
-
-    ophys.add(
-        Images(
-            name="summary_images",
-            description="Summary images of the OnePhotonSeries movie (camera counts).",
-            images=[
-                GrayscaleImage(
-                    name="mean", data=mean_image, description="Mean over frames of the movie."
-                ),
-                GrayscaleImage(
-                    name="max", data=max_image, description="Maximum over frames of the movie."
-                ),
-            ],
-        )
-    )
-
-    # The containers join the file before their series, so that each series' ROI region
-    # already shares an ancestor with the PlaneSegmentation when it is attached.
-    traces = [
-        (
-            Fluorescence(name="Fluorescence"),
-            truth.fluorescence,
-            "a.u.",
-            "Raw fluorescence F of each ROI (camera counts per pixel above background); "
-            "photobleaches over time.",
-        ),
-        (
-            DfOverF(name="DfOverF"),
-            truth.dff,
-            "n.a.",
-            "dF/F = F / baseline - 1 with an exponential baseline exp(c0 + c1 t) fit to log F "
-            "of each ROI by least squares (bleach-corrected).",
-        ),
-    ]
-    for container, data, unit, description in traces:
-        ophys.add(container)
-        container.add_roi_response_series(
-            RoiResponseSeries(
-                name="RoiResponseSeries",
-                description=description,
-                data=data,
-                rois=planes.create_roi_table_region(
-                    region=list(range(truth.n_rois)), description="All ROIs, accepted or not."
-                ),
-                unit=unit,
-                rate=truth.rate,
-                starting_time=truth.starting_time,
-            )
-        )
-    return nwbfile
