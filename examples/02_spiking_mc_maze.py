@@ -20,7 +20,7 @@ Run::
 
     python examples/02_spiking_mc_maze.py [--output-dir results/examples] [--seed 0] [--quick]
 
-``--seed`` draws the session and seeds the fit.  ``--quick`` writes 40 trials instead of
+``--seed`` draws the session and seeds the fit.  ``--quick`` writes 60 trials instead of
 80 and trains 50 epochs instead of 100 (seconds instead of a minute on 2 cores; decoding
 R² about 0.4-0.5 either way).
 """
@@ -45,11 +45,11 @@ def main() -> None:
     parser.add_argument("--output-dir", type=Path, default=Path("results/examples"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--quick", action="store_true", help="40 trials instead of 80, 50 epochs instead of 100"
+        "--quick", action="store_true", help="60 trials instead of 80, 50 epochs instead of 100"
     )
     args = parser.parse_args()
     start = time.perf_counter()
-    n_trials, epochs = (40, 50) if args.quick else (80, 100)
+    n_trials, epochs = (60, 50) if args.quick else (80, 100)
 
     path = args.output_dir / "mc_maze_like.nwb"
     with warnings.catch_warnings():
