@@ -97,7 +97,7 @@ def main() -> None:
     # the latents, the connectivity linked to the Units table and the model, stored in NWB
     out = path.with_name("mc_maze_like_facrnn.nwb")  # write_results' default output
     out.unlink(missing_ok=True)  # an earlier run's results, made from the session replaced above
-    write_results(model, data, out, metrics={"hand_vel_decoding_r2": decoding.r2})
+    write_results(model, data, out)  # scores the fit: hand_vel_decoding_r2 among them
     res = read_results(out)
     print(
         f"results: {out} ({res.object_path}: latents {res.latents.shape}, "

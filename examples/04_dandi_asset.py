@@ -116,7 +116,7 @@ def main() -> None:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     out = args.output_dir / f"{stem}_facrnn.nwb"
     out.unlink(missing_ok=True)  # an earlier run's results
-    write_results(model, data, out, metrics={"hand_vel_decoding_r2": decoding.r2})
+    write_results(model, data, out)  # scores the fit: hand_vel_decoding_r2 among them
     res = read_results(out)
     print(
         f"results: {out} ({out.stat().st_size / 1e6:.1f} MB; {res.object_path}: latents "
