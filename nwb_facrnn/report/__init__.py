@@ -31,7 +31,7 @@ from ..errors import OptionError
 from ..io.results import FitResults, read_results
 from .conditions import MAX_CONDITIONS, trial_conditions
 from .figures import FIGURE_KEYS, report_figures
-from .latents import MAX_LINE_POINTS, MAX_STATE_POINTS, MAX_TRIAL_LINES
+from .latents import MAX_LINE_POINTS, MAX_STATE_POINTS, MAX_TRIAL_LINES, minmax_decimate
 from .page import html_page
 from .style import GROUP_COLORS
 
@@ -47,6 +47,7 @@ __all__ = [
     "MAX_TRIAL_LINES",
     "Report",
     "make_report",
+    "minmax_decimate",
     "report_figures",
     "trial_conditions",
 ]

@@ -161,7 +161,7 @@ def _nanmean(grid: np.ndarray) -> np.ndarray:
         return np.where(n > 0, total / n, np.nan)
 
 
-def _minmax_decimate(
+def minmax_decimate(
     t: np.ndarray, y: np.ndarray, max_points: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """``(x, y, block)``: at most ``max_points`` points, the min and max of every block of
@@ -219,7 +219,7 @@ def _draw_time_continuous(ax: Axes, results: FitResults, g: int) -> int:
     h, s = results.group_rank, results.group_slice(g)
     block = 1
     for j, k in enumerate(range(s.start, s.stop)):
-        x, y, block = _minmax_decimate(results.timestamps, results.latents[:, k], MAX_LINE_POINTS)
+        x, y, block = minmax_decimate(results.timestamps, results.latents[:, k], MAX_LINE_POINTS)
         ax.plot(x, y, color=dim_color(g, j, h), lw=0.7, label=f"g{g}_{j}", gid=f"g{g}_{j}")
     return block
 

@@ -4,30 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+from nwb_facrnn.report import minmax_decimate
 
 from ._common import SceneWidget, current_scene, fit_key, mpl_canvas, style_axes
 
-# Points drawn per latent: longer recordings are drawn decimated (min/max per block).
+# Points drawn per latent: longer recordings are drawn decimated (min/max per block, as the
+# report's figures).
 MAX_POINTS = 4000
-
-
-def decimate(t: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS):
-    """(t, y) reduced to at most ``max_points`` points, keeping each block's min and max."""
-    n = len(t)
-    if n <= max_points:
-        return t, y
-    block = int(np.ceil(2 * n / max_points))
-    m = n // block
-    tb = t[: m * block].reshape(m, block)
-    yb = y[: m * block].reshape(m, block)
-    lo, hi = yb.argmin(axis=1), yb.argmax(axis=1)
-    first = np.minimum(lo, hi)
-    second = np.maximum(lo, hi)
-    rows = np.arange(m)
-    tt = np.column_stack([tb[rows, first], tb[rows, second]]).ravel()
-    yy = np.column_stack([yb[rows, first], yb[rows, second]]).ravel()
-    return tt, yy
 
 
 def text_overlay(viewer: Any) -> Any:
@@ -83,7 +66,7 @@ class LatentPlotWidget(SceneWidget):
             color = scene.colors[g]
             for j in range(z.shape[1]):
                 shade = color[:3] * (1.0 - 0.25 * j)
-                ax.plot(*decimate(t, z[:, j]), color=shade, lw=0.7)
+                ax.plot(*minmax_decimate(t, z[:, j], MAX_POINTS)[:2], color=shade, lw=0.7)
             ax.set_ylabel(f"group {g}", fontsize=8)
             cursor = ax.axvline(self.current_time(), color="white", lw=0.8, animated=True)
             self.cursors.append(cursor)
