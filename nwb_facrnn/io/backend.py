@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -92,10 +93,52 @@ def open_io(path: str | os.PathLike, backend: Backend | None = None):
             )
         from hdmf_zarr.nwb import NWBZarrIO
 
-        return NWBZarrIO(str(p), mode="r")
+        return _compact_read_warnings(NWBZarrIO(str(p), mode="r"), str(p))
     from pynwb import NWBHDF5IO
 
-    return NWBHDF5IO(str(p), mode="r")
+    return _compact_read_warnings(NWBHDF5IO(str(p), mode="r"), str(p))
+
+
+def _compact_read_warnings(io, name: str):
+    """Make ``io.read()`` show each distinct library warning once, on one line, with the file.
+
+    pynwb warns about every object it constructs with problems (an OpticalSeries with
+    neither data nor external_file ...), even those a fit never uses, each over two lines
+    naming pynwb's source.  They are collected while the file is read and shown again once
+    each as ``<file>: <message>``.  Warnings the active filters hide stay hidden.
+    """
+    read = io.read
+
+    def read_compact(*args, **kwargs):
+        with warnings.catch_warnings(record=True) as caught:
+            result = read(*args, **kwargs)
+        show_compact_warnings(caught, name)
+        return result
+
+    io.read = read_compact
+    return io
+
+
+_SHOWN: set[tuple[str, type, str]] = set()  # (file, category, message) already shown
+
+
+def show_compact_warnings(caught: list, name: str) -> None:
+    """Warn once per distinct (category, message) of ``caught``, as one line naming ``name``.
+
+    A message already shown for the same file in this process (a fit reads its source
+    twice) is not shown again.
+    """
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        key = (name, w.category, text)
+        if key in _SHOWN:
+            continue
+        if len(_SHOWN) < 10_000:
+            _SHOWN.add(key)
+        # filename "nwb-facrnn", line 0: the warning prints without a source line under it
+        warnings.warn_explicit(
+            f"{name}: {text}", w.category, "nwb-facrnn", 0, module="nwb_facrnn.io.backend"
+        )
 
 
 def write_nwbfile(nwbfile, path: str | os.PathLike, overwrite: bool = False) -> Path:

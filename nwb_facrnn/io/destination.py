@@ -301,7 +301,7 @@ def check_file(nwbfile, data: NeuralData, plan: Plan, base: Path):
     """Checks on the file to be rewritten; returns (table, module or None, name, replace)."""
     read = data.provenance.get("object_id")
     if plan.is_source(base):
-        if read is not None and read != str(nwbfile.object_id):
+        if read is not None and not _same_source(data.provenance, nwbfile):
             raise OptionError(
                 f"{base} changed after the data was read from it (it was rewritten, or "
                 f"source= names another file); read it again with read_nwb"
@@ -314,13 +314,9 @@ def check_file(nwbfile, data: NeuralData, plan: Plan, base: Path):
                 "write_results; choose another output (or add to that file with "
                 "source=... and in_place=True)"
             )
-        made_from = {
-            (p.get("object_id"), p.get("source"))
-            for p in (json.loads(r.model.provenance) for r in fits)
-            if p.get("object_id")
-        }
-        if read is not None and made_from and read not in {oid for oid, _ in made_from}:
-            sources = sorted({str(s) for _, s in made_from})
+        made = [p for p in (json.loads(r.model.provenance) for r in fits) if p.get("object_id")]
+        if read is not None and made and not _made_from_this_read(made, data, plan):
+            sources = sorted({str(p.get("source")) for p in made})
             same_file = [s for s in sources if _same_path(s, plan.src)]
             why = (
                 f"another version of {plan.src} (rewritten since those results were written)"
@@ -335,6 +331,97 @@ def check_file(nwbfile, data: NeuralData, plan: Plan, base: Path):
     pm = nwbfile.processing.get(plan.module)
     name, replace = _choose_name(pm, plan, base)
     return table, pm, name, replace
+
+
+def _stored_root_id(nwbfile) -> str | None:
+    """The ``object_id`` stored on the root of the file ``nwbfile`` was read from.
+
+    None when the file stores none (files of the NWB 2.0b era): pynwb then makes up a new,
+    random ``object_id`` at every read, which says nothing about the file.  A file whose
+    builder is not known (not read from a file) counts as storing the one it has.
+    """
+    io = getattr(nwbfile, "read_io", None)
+    manager = getattr(io, "manager", None)
+    if manager is None:
+        return str(nwbfile.object_id)
+    try:
+        builder = manager.get_builder(nwbfile)
+    except Exception:  # no builder: take the container's own id
+        builder = None
+    if builder is None:
+        return str(nwbfile.object_id)
+    stored = builder.attributes.get("object_id")
+    return None if stored is None else _text(stored)
+
+
+def _root_id_of(path: Path | str) -> tuple[bool, str | None]:
+    """``(known, object_id)`` stored on the root of a local NWB file (HDF5 or Zarr).
+
+    ``known`` is False where the root cannot be read here (a remote source, a file that
+    is gone); ``object_id`` is None where the root stores none.
+    """
+    if isinstance(path, str) or not Path(path).exists():
+        return False, None
+    try:
+        if detect_backend(Path(path)) == "zarr":
+            import zarr
+
+            if (Path(path) / ".zmetadata").exists():  # what hdmf-zarr reads
+                group = zarr.open_consolidated(str(path), mode="r")
+            else:
+                group = zarr.open_group(str(path), mode="r")
+            stored = group.attrs.get("object_id")
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                stored = f.attrs.get("object_id")
+    except Exception:  # unreadable here: fall back to the strict comparison
+        return False, None
+    return True, None if stored is None else _text(stored)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _session_key(provenance: dict[str, Any]) -> tuple[str | None, str | None]:
+    """What a file without a stored ``object_id`` is recognised by: its identifier and
+    session start (the ids of the fitted rows are checked on their own)."""
+    return provenance.get("identifier"), provenance.get("session_start_time")
+
+
+def _same_source(provenance: dict[str, Any], nwbfile) -> bool:
+    """Whether ``nwbfile`` is the file the data with ``provenance`` was read from.
+
+    A file that stores its ``object_id`` is the same file exactly when the id is the one
+    read.  A file that stores none (NWB 2.0b era) gets a new random id at every read, so
+    the id read says nothing: such a file is recognised by its identifier and session start
+    time instead (a file rewritten by pynwb since stores an id, and is refused above).
+    """
+    stored = _stored_root_id(nwbfile)
+    if stored is not None:
+        return stored == provenance.get("object_id")
+    return _session_key(provenance) == (
+        str(nwbfile.identifier),
+        str(nwbfile.session_start_time),
+    )
+
+
+def _made_from_this_read(made: list[dict[str, Any]], data: NeuralData, plan: Plan) -> bool:
+    """Whether a fit stored with one of the provenances ``made`` was read from the file the
+    data was read from, as it is now (see :func:`_same_source`)."""
+    read = data.provenance.get("object_id")
+    if read in {p.get("object_id") for p in made}:
+        return True
+    known, stored = _root_id_of(plan.src)
+    if not known or stored is not None or _session_key(data.provenance) == (None, None):
+        return False  # the source stores an id (or cannot be read): the id decides
+    return any(
+        _same_path(str(p.get("source")), plan.src)
+        and _session_key(p) == _session_key(data.provenance)
+        for p in made
+    )
 
 
 def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:

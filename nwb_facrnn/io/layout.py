@@ -70,6 +70,8 @@ def make_layout(
             raise NWBReadError(
                 source, TRIALS_PATH, "align/window need trials; got trials=False (continuous)"
             )
+        if not no_trials:
+            _warn_unused_trials(table, source)
         return _continuous(source, bin_size, extent, time_range)
     if time_range is not None:
         raise NWBReadError(
@@ -80,13 +82,13 @@ def make_layout(
     columns = table_columns(table)
     ids = np.asarray(table.id.data[:])
     start, stop = columns["start_time"].astype(float), columns["stop_time"].astype(float)
-    bad = np.flatnonzero(~(stop >= start))
-    if bad.size:
+    problem = _stop_before_start(ids, start, stop)
+    if problem:
         raise NWBReadError(
             source,
             f"{TRIALS_PATH}/stop_time",
-            f"stop_time < start_time for trial id(s) {ids[bad][:10].tolist()} "
-            f"(e.g. {start[bad[0]]!r} .. {stop[bad[0]]!r} s)",
+            f"{problem}; every trial needs start_time <= stop_time (or pass trials=False "
+            "for a continuous fit)",
         )
     selection = None if isinstance(trials, bool | None) else trials
     keep = select_rows(columns, selection, len(ids), source, TRIALS_PATH)
@@ -103,6 +105,36 @@ def make_layout(
             f"trials are shorter than 2 bins of {bin_size} s; use a smaller bin_size",
         )
     return Layout(grid, ids[keep], {k: v[keep] for k, v in columns.items()}, desc)
+
+
+def _stop_before_start(ids: np.ndarray, start: np.ndarray, stop: np.ndarray) -> str:
+    """What is wrong with rows whose stop_time is not >= start_time ("" if none)."""
+    bad = np.flatnonzero(~(stop >= start))
+    if not bad.size:
+        return ""
+    more = f" and {bad.size - 10} more" if bad.size > 10 else ""
+    i = bad[0]
+    return (
+        f"stop_time < start_time for trial id(s) {ids[bad][:10].tolist()}{more} "
+        f"(e.g. {float(start[i]):g} .. {float(stop[i]):g} s)"
+    )
+
+
+def _warn_unused_trials(table: Any, source: str) -> None:
+    """A continuous read leaves the trials table aside: a problem with it only warns."""
+    try:
+        ids = np.asarray(table.id.data[:])
+        start = np.asarray(table["start_time"].data[:], dtype=float)
+        stop = np.asarray(table["stop_time"].data[:], dtype=float)
+        problem = _stop_before_start(ids, start, stop)
+    except Exception as err:  # an unreadable table the fit does not use never blocks it
+        problem = f"cannot be read ({type(err).__name__}: {' '.join(str(err).split())[:150]})"
+    if problem:
+        warnings.warn(
+            f"{source}: {TRIALS_PATH}: {problem}; ignored: this continuous read does not use "
+            "the trials table",
+            stacklevel=4,
+        )
 
 
 def _continuous(

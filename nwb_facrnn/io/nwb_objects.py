@@ -165,3 +165,46 @@ def table_columns(table: Any, rows: np.ndarray | None = None) -> dict[str, np.nd
 
 def _has_containers(values: np.ndarray) -> bool:
     return any(not isinstance(v, str | bytes | int | float | bool | np.generic) for v in values)
+
+
+def region_rows(column: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, begins, ends)`` of a table's reference column (e.g. the Units ``electrodes``).
+
+    ``column`` is what ``table[name]`` returns: a ``VectorIndex`` over a DynamicTableRegion
+    (several referenced rows per row, as pynwb writes it) or the DynamicTableRegion itself
+    (exactly one referenced row per row, as MatNWB and other writers store it).  Row ``i``
+    references ``rows[begins[i]:ends[i]]``.
+    """
+    from .binning import ragged_segments
+
+    if hasattr(column, "target"):  # ragged: VectorIndex -> DynamicTableRegion
+        rows = np.asarray(column.target.data[:], dtype=np.int64).reshape(-1)
+        begins, ends = ragged_segments(column.data[:])
+        return rows, begins, ends
+    rows = np.asarray(column.data[:], dtype=np.int64).reshape(-1)
+    ends = np.arange(1, len(rows) + 1, dtype=np.int64)
+    return rows, ends - 1, ends
+
+
+def ragged_index_problem(
+    ends: np.ndarray, n_rows: int, n_values: int, rows: str = "rows", values: str = "values"
+) -> str | None:
+    """What is wrong with a ragged column's ``*_index`` (as ints), or None when it fits.
+
+    It must have one entry per table row, never decrease and end within the ``n_values``
+    values of its target.
+    """
+    ends = np.asarray(ends, dtype=np.int64)
+    last = int(ends[-1]) if len(ends) else 0
+    if len(ends) != n_rows or (len(ends) and (ends[0] < 0 or last > n_values)):
+        return (
+            f"index of {len(ends)} rows (last {last}) does not fit {n_rows} {rows} "
+            f"and {n_values} {values}; expected {n_rows} offsets ending at most at {n_values}"
+        )
+    if len(ends) > 1 and np.any(np.diff(ends) < 0):
+        bad = int(np.flatnonzero(np.diff(ends) < 0)[0]) + 1
+        return (
+            f"index decreases at row {bad} ({int(ends[bad - 1])} then {int(ends[bad])}); "
+            "expected non-decreasing offsets"
+        )
+    return None

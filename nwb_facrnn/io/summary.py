@@ -11,10 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from .nwb_objects import data_shape, iter_time_series, object_path
+from .errors import NWBReadError
+from .nwb_objects import (
+    data_shape,
+    iter_time_series,
+    object_path,
+    ragged_index_problem,
+    region_rows,
+)
 from .ophys import list_roi_series
 from .results import find_results
-from .units import UNITS_PATH
+from .units import UNITS_PATH, electrode_rows_problem
+
+# ROI flag columns shown by ``info``, matched case-insensitively (``Accepted``, ``iscell`` ...)
+_ROI_FLAGS = ("accepted", "rejected", "iscell")
 
 
 @dataclass
@@ -42,7 +52,7 @@ def summarize_nwb(nwbfile: Any, source: str, backend: str) -> FileSummary:
         }
     )
     if nwbfile.units is not None:
-        summary.units.append(_units_row(nwbfile))
+        summary.units.append(_units_row(nwbfile, source))
     roi_paths = set()
     for path, _, s in list_roi_series(nwbfile):  # DfOverF first, then Fluorescence
         roi_paths.add(path)
@@ -84,13 +94,17 @@ def _fit_row(res: Any) -> dict[str, Any]:
     }
 
 
-def _units_row(nwbfile: Any) -> dict[str, Any]:
+def _units_row(nwbfile: Any, source: str) -> dict[str, Any]:
+    """The Units table; a broken ragged index or electrode reference raises NWBReadError."""
     units = nwbfile.units
     n = len(units.id)
     row: dict[str, Any] = {"path": UNITS_PATH, "units": n, "spikes": 0, "mean rate (Hz)": "-"}
     if n and "spike_times" in units.colnames:
         index = units["spike_times"]
         ends = np.asarray(index.data[:], dtype=np.int64)
+        problem = ragged_index_problem(ends, n, len(index.target.data), "units", "spike times")
+        if problem:
+            raise NWBReadError(source, f"{UNITS_PATH}/spike_times_index", problem)
         n_spikes = int(ends[-1]) if len(ends) else 0
         row["spikes"] = n_spikes
         duration = _observed_seconds(units, index, n)
@@ -101,7 +115,10 @@ def _units_row(nwbfile: Any) -> dict[str, Any]:
         table = nwbfile.electrodes
         if "group_name" in table.colnames:
             names = np.asarray(table["group_name"].data[:]).astype(str)
-            rows = np.asarray(units["electrodes"].target.data[:], dtype=np.int64)
+            rows, begins, ends = region_rows(units["electrodes"])
+            problem = electrode_rows_problem(rows, begins, ends, n, len(table.id))
+            if problem:
+                raise NWBReadError(source, f"{UNITS_PATH}/electrodes", problem)
             groups = dict(zip(*np.unique(names[rows], return_counts=True), strict=True))
     row["electrode groups"] = ", ".join(f"{g} ({c})" for g, c in groups.items()) or "-"
     row["columns"] = ", ".join(units.colnames)
@@ -144,10 +161,15 @@ def _roi_row(path: str, s: Any) -> dict[str, Any]:
     table = s.rois.table
     plane = getattr(table, "imaging_plane", None)
     flags = []
-    for col in ("accepted", "iscell"):
-        if col in table.colnames:
-            values = np.asarray(table[col].data[:]).astype(bool)
-            flags.append(f"{col}: {int(values.sum())}/{len(values)}")
+    for flag in _ROI_FLAGS:
+        col = next((c for c in table.colnames if c.lower() == flag), None)
+        if col is None or hasattr(table[col], "target"):
+            continue  # absent, or ragged: not one flag per ROI
+        values = np.asarray(table[col].data[:])
+        if values.ndim == 2:  # suite2p: (iscell, probability)
+            values = values[:, 0]
+        if values.ndim == 1:
+            flags.append(f"{col}: {int(values.astype(bool).sum())}/{len(values)}")
     return {
         "path": path,
         "frames x ROIs": _shape(s),

@@ -9,7 +9,7 @@ import numpy as np
 
 from .binning import BinGrid, bin_spike_times, observed_bins, ragged_segments
 from .errors import NWBReadError
-from .nwb_objects import table_columns
+from .nwb_objects import ragged_index_problem, region_rows, table_columns
 from .selection import Selection, select_rows
 
 UNITS_PATH = "/units"
@@ -97,13 +97,9 @@ def load_units(nwbfile: Any, source: str) -> UnitsTable:
     index = units["spike_times"]
     times = np.asarray(index.target.data[:], dtype=np.float64)
     begins, ends = ragged_segments(index.data[:])
-    if len(ends) != n or (n and ends[-1] > len(times)):
-        raise NWBReadError(
-            source,
-            f"{UNITS_PATH}/spike_times_index",
-            f"index of {len(ends)} rows (last {ends[-1] if n else 0}) does not fit {n} units "
-            f"and {len(times)} spike times",
-        )
+    problem = ragged_index_problem(ends, n, len(times), "units", "spike times")
+    if problem:
+        raise NWBReadError(source, f"{UNITS_PATH}/spike_times_index", problem)
     intervals: list[np.ndarray | None] = [None] * n
     if "obs_intervals" in units.colnames:
         iv_index = units["obs_intervals"]
@@ -111,26 +107,31 @@ def load_units(nwbfile: Any, source: str) -> UnitsTable:
         b, e = ragged_segments(iv_index.data[:])
         intervals = [iv[i:j] for i, j in zip(b, e, strict=True)]
     columns = table_columns(units)
-    columns.update(_electrode_columns(nwbfile, units))
+    columns.update(_electrode_columns(nwbfile, units, source))
     table = UnitsTable(np.asarray(units.id.data[:]), times, begins, ends, intervals, columns)
     table.all_columns = tuple(units.colnames)
     return table
 
 
-def _electrode_columns(nwbfile: Any, units: Any) -> dict[str, np.ndarray]:
-    """``electrode_group`` and ``location`` of each unit (of its first electrode)."""
+def _electrode_columns(nwbfile: Any, units: Any, source: str) -> dict[str, np.ndarray]:
+    """``electrode_group`` and ``location`` of each unit (of its first electrode).
+
+    The ``electrodes`` column may be ragged (``electrodes_index``, as pynwb writes it) or a
+    plain DynamicTableRegion of one electrode per unit (as MatNWB writes it).
+    """
     out: dict[str, np.ndarray] = {}
     n = len(units.id)
     if "electrode_group" in units.colnames:
         out["electrode_group"] = np.array([g.name for g in units["electrode_group"].data[:]])
     if "electrodes" in units.colnames and nwbfile.electrodes is not None:
-        region = units["electrodes"]
-        rows = np.asarray(region.target.data[:], dtype=np.int64)
-        b, e = ragged_segments(region.data[:])
+        rows, b, e = region_rows(units["electrodes"])
         if len(rows) == 0:
             return out
-        first = np.where(e > b, rows[np.minimum(b, len(rows) - 1)], -1)
         table = nwbfile.electrodes
+        problem = electrode_rows_problem(rows, b, e, n, len(table.id))
+        if problem:
+            raise NWBReadError(source, f"{UNITS_PATH}/electrodes", problem)
+        first = np.where(e > b, rows[np.minimum(b, len(rows) - 1)], -1)
         names = table.colnames
         if "group_name" in names:
             groups = np.asarray(table["group_name"].data[:]).astype(str)
@@ -144,6 +145,22 @@ def _electrode_columns(nwbfile: Any, units: Any) -> dict[str, np.ndarray]:
             loc = np.asarray(table["location"].data[:]).astype(str)
             out["location"] = np.where(first >= 0, loc[first], "")
     return {k: v for k, v in out.items() if len(v) == n}
+
+
+def electrode_rows_problem(
+    rows: np.ndarray, begins: np.ndarray, ends: np.ndarray, n_units: int, n_electrodes: int
+) -> str | None:
+    """What is wrong with the Units ``electrodes`` references (see :func:`region_rows`)."""
+    problem = ragged_index_problem(ends, n_units, len(rows), "units", "electrode references")
+    if problem:
+        return problem
+    bad = (rows < 0) | (rows >= n_electrodes)
+    if bad.any():
+        return (
+            f"references electrode row {int(rows[bad][0])}; expected rows 0-{n_electrodes - 1} "
+            f"of the electrodes table ({n_electrodes} rows)"
+        )
+    return None
 
 
 def bin_units(table: UnitsTable, grid: BinGrid) -> tuple[np.ndarray, np.ndarray]:

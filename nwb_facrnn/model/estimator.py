@@ -309,6 +309,11 @@ class FacRNN:
             data, validation = data.split(self.validation_fraction, self.seed)
 
         k = self.n_latents
+        if k > seqs.shape[2]:
+            raise OptionError(
+                f"n_groups x group_rank = {self.n_groups} x {self.group_rank} = {k} latents "
+                f"need at least {k} units; X has {seqs.shape[2]}: lower n_groups or group_rank"
+            )
         self.n_features_in_ = seqs.shape[2]
         self.n_samples_ = len(data)
         self.latent_std_ = float(self.n_samples_ ** (-1.0 / (k + 4)))
