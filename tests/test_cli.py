@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import warnings
 
 import pytest
+from cli_process import run_cli
 from click.testing import CliRunner
 
 from nwb_facrnn import FacRNN, read_nwb, read_results, write_results
@@ -27,16 +27,6 @@ def _invoke(args: list[str]) -> str:
     result = CliRunner().invoke(main, args, terminal_width=200)
     assert result.exit_code == 0, result.output + repr(result.exception)
     return result.output
-
-
-def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """The command as a user runs it (``run()``: one-line errors, exit codes)."""
-    return subprocess.run(
-        [sys.executable, "-m", "nwb_facrnn.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def _cell(text: str, label: str) -> str:
@@ -113,7 +103,7 @@ def test_report_options_and_bad_input(spiking_fit, tmp_path):
         ),
     ]
     for args, message in cases:
-        run = _cli(*args)
+        run = run_cli(*args)
         assert run.returncode == 2, run.stdout + run.stderr
         assert message in run.stderr and run.stderr.startswith("error:"), run.stderr
         assert "Traceback" not in run.stderr
@@ -141,11 +131,11 @@ def test_fit_figures_option(spiking_fit, tmp_path):
 # --------------------------------------------------------------------- errors and --debug
 def test_debug_shows_the_traceback_anywhere_on_the_line(tmp_path):
     missing = str(tmp_path / "missing.nwb")
-    plain = _cli("fit", missing)
+    plain = run_cli("fit", missing)
     assert plain.returncode == 2 and "Traceback" not in plain.stderr
     assert plain.stderr.strip().count("\n") == 0, plain.stderr  # one line
     for args in (["--debug", "fit", missing], ["fit", missing, "--debug"]):
-        run = _cli(*args)
+        run = run_cli(*args)
         assert run.returncode != 0 and "Traceback" in run.stderr, run.stderr
         assert "missing.nwb" in run.stderr
 
@@ -224,7 +214,7 @@ def test_user_errors_exit_2_and_ctrl_c_130(monkeypatch, capsys, raised, code, li
     ],
 )
 def test_every_command_refuses_bad_input_in_one_line(tmp_path, args, code, message):
-    run = _cli(*(a.format(tmp=tmp_path) for a in args))
+    run = run_cli(*(a.format(tmp=tmp_path) for a in args))
     assert run.returncode == code, run.stdout + run.stderr
     assert message in run.stdout + run.stderr
     assert "Traceback" not in run.stderr
@@ -233,7 +223,7 @@ def test_every_command_refuses_bad_input_in_one_line(tmp_path, args, code, messa
 def test_demo_refuses_an_output_dir_that_is_a_file(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    run = _cli("demo", "--output-dir", str(blocker))
+    run = run_cli("demo", "--output-dir", str(blocker))
     assert run.returncode == 2 and str(blocker) in run.stdout + run.stderr
     assert blocker.read_text() == "not a directory"
 

@@ -7,9 +7,7 @@ error) and never a traceback.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,25 +16,17 @@ import h5py
 import numpy as np
 import pynwb
 import pytest
+from cli_process import run_cli
 
 from nwb_facrnn import NWBReadError, read_nwb
 
 FAST_FIT = ["--max-epochs", "2", "--n-init", "1", "--bin-size", "0.05"]
 
 
-def _cli(*args: str | Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "nwb_facrnn.cli", *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def _fit(path: Path, *extra: str) -> subprocess.CompletedProcess:
-    return _cli("fit", path, *FAST_FIT, "--output", path.with_name(path.stem + "_out.nwb"), *extra)
+    return run_cli(
+        "fit", path, *FAST_FIT, "--output", path.with_name(path.stem + "_out.nwb"), *extra
+    )
 
 
 def _one_line_error(proc: subprocess.CompletedProcess, path: Path, *expected: str) -> str:
@@ -88,7 +78,7 @@ def _nwb1_file(path: Path) -> Path:
 @pytest.mark.parametrize("command", ["info", "fit"])
 def test_nwb1_file_is_named_with_its_version_and_how_to_convert(tmp_path, command):
     p = _nwb1_file(tmp_path / "old.nwb")
-    proc = _cli("info", p) if command == "info" else _fit(p)
+    proc = run_cli("info", p) if command == "info" else _fit(p)
     line = _one_line_error(proc, p, "/nwb_version", "NWB 1.x", "NWB-1.0.6", "NWB 2")
     assert "not an NWB file" not in line
     assert "NeuroConv" in line and "no in-place upgrade" in line
@@ -113,7 +103,7 @@ def _unconstructable_file(path: Path) -> Path:
 @pytest.mark.parametrize("command", ["info", "fit"])
 def test_unconstructable_object_is_one_short_line(tmp_path, command):
     p = _unconstructable_file(tmp_path / "broken.nwb")
-    proc = _cli("info", p) if command == "info" else _fit(p)
+    proc = run_cli("info", p) if command == "info" else _fit(p)
     line = _one_line_error(proc, p, "/acquisition/raw", "ElectricalSeries", "electrodes")
     assert len(line) < 300, line
     assert "GroupBuilder" not in line
@@ -144,7 +134,7 @@ def test_bad_trials_table_does_not_block_a_continuous_fit(tmp_path):
 def test_bad_trials_table_blocks_a_fit_that_uses_it(tmp_path):
     p = _spiking_file(tmp_path / "trials.nwb", BAD_TRIALS)
     _one_line_error(_fit(p), p, "/intervals/trials/stop_time", "[1, 3]", "start_time <= stop_time")
-    assert _cli("info", p).returncode == 0
+    assert run_cli("info", p).returncode == 0
 
 
 def test_bad_trials_table_from_python(tmp_path):
@@ -191,7 +181,7 @@ def _library_warning_lines(stderr: str, path: Path) -> list[str]:
 @pytest.mark.parametrize("command", ["info", "fit"])
 def test_library_warnings_are_shown_once_on_one_line(tmp_path, command):
     p = _optical_file(tmp_path / "optical.nwb")
-    proc = _cli("info", p) if command == "info" else _fit(p, "--no-trials")
+    proc = run_cli("info", p) if command == "info" else _fit(p, "--no-trials")
     assert proc.returncode == 0, proc.stderr
     assert "warn(error_msg)" not in proc.stderr  # pynwb's source line under each warning
     lines = _library_warning_lines(proc.stderr, p)

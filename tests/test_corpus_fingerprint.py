@@ -5,14 +5,13 @@ is written (not refused as "changed"), and a rewritten source is still refused."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import h5py
 import pytest
+from cli_process import run_cli
 from conftest import tree_sha256 as _sha256
 
 from nwb_facrnn import FacRNN, read_nwb, read_results, write_results
@@ -54,15 +53,7 @@ def _old_session(path: Path, seed: int = 0, overwrite: bool = False) -> Path:
 
 
 def _cli_fit(path: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = ["fit", str(path), "--max-epochs", "2", "--n-init", "1", *extra]
-    return subprocess.run(
-        [sys.executable, "-m", "nwb_facrnn.cli", *command],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli("fit", path, "--max-epochs", "2", "--n-init", "1", *extra)
 
 
 def _fit(data, **kw):

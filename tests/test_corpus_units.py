@@ -4,15 +4,13 @@ either work or fail with one line naming the file, the NWB object and what was e
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import warnings
 from datetime import UTC, datetime
 
 import h5py
 import numpy as np
 import pytest
+from cli_process import run_cli
 
 from nwb_facrnn import read_results
 from nwb_facrnn.io.reader import open_nwbfile
@@ -71,19 +69,8 @@ def _set_index(path, values, dtype=None):
     return path
 
 
-def _cli(*args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "nwb_facrnn.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-
-
 def _fit(path, out):
-    return _cli("fit", path, *FIT, "--output", out)
+    return run_cli("fit", path, *FIT, "--output", out)
 
 
 def _assert_user_error(proc, path, obj, expected, hdmf_warning=False):
@@ -109,7 +96,7 @@ def _assert_fit(proc, out):
 
 def test_plain_electrodes_region_info_shows_the_groups(tmp_path):
     path = _plain_region(tmp_path / "matnwb.nwb")
-    proc = _cli("info", path)
+    proc = run_cli("info", path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "shank0 (4)" in proc.stdout and "spike_times, electrodes" in proc.stdout
     assert proc.stderr == ""
@@ -128,7 +115,7 @@ def test_plain_electrodes_region_out_of_range_is_a_user_error(tmp_path):
     path = _plain_region(tmp_path / "matnwb.nwb", rows=[0, 1, 2, 9])
     # hdmf warns "DynamicTableRegion values [9] are out of bounds" on read, then carries on
     expected = "expected rows 0-3 of the electrodes table"
-    for proc in (_cli("info", path), _fit(path, tmp_path / "f.nwb")):
+    for proc in (run_cli("info", path), _fit(path, tmp_path / "f.nwb")):
         _assert_user_error(proc, path, "/units/electrodes", expected, hdmf_warning=True)
 
 
@@ -147,7 +134,7 @@ def test_plain_electrodes_region_out_of_range_is_a_user_error(tmp_path):
 )
 def test_broken_spike_times_index_is_a_user_error(tmp_path, ends, obj, expected):
     path = _set_index(_write(_session(), tmp_path / "broken.nwb"), ends)
-    _assert_user_error(_cli("info", path), path, obj, expected)
+    _assert_user_error(run_cli("info", path), path, obj, expected)
     _assert_user_error(_fit(path, tmp_path / "fit.nwb"), path, obj, expected)
 
 
@@ -192,7 +179,7 @@ def _imaging(path):
 
 def test_capitalised_roi_flags_are_shown_and_the_file_fits(tmp_path):
     path = _imaging(tmp_path / "converted.nwb")
-    proc = _cli("info", path)
+    proc = run_cli("info", path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Accepted: 3/4, Rejected: 1/4" in proc.stdout
     out = tmp_path / "fit.nwb"
@@ -209,7 +196,7 @@ def test_uint16_spike_times_index(tmp_path):
     _set_index(path, ends, np.uint16)
     with h5py.File(path, "r") as h:
         assert h["units/spike_times_index"].dtype == np.uint16
-    proc = _cli("info", path)
+    proc = run_cli("info", path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "│     4 │     32 │" in proc.stdout  # 4 units, 32 spikes
     out = tmp_path / "fit.nwb"
@@ -220,7 +207,7 @@ def test_nwb_version_as_one_element_array_is_not_an_internal_error(tmp_path):
     path = _write(_session(), tmp_path / "version.nwb")
     with h5py.File(path, "a") as h:
         h.attrs["nwb_version"] = np.array(["2.6.0"], dtype=h5py.string_dtype())
-    for proc in (_cli("info", path), _fit(path, tmp_path / "fit.nwb")):
+    for proc in (run_cli("info", path), _fit(path, tmp_path / "fit.nwb")):
         assert proc.returncode in (0, 2), proc.stdout + proc.stderr
         assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
 
@@ -229,7 +216,7 @@ def test_more_latents_than_units_is_a_user_error(tmp_path):
     """The default G x H = 2 x 3 latents on a 4-unit file: one line saying what to lower (it
     was an internal error from inside torch)."""
     path = _write(_session(), tmp_path / "few.nwb")
-    proc = _cli("fit", path, "--max-epochs", "2", "--n-init", "1", "--bin-size", "0.05")
+    proc = run_cli("fit", path, "--max-epochs", "2", "--n-init", "1", "--bin-size", "0.05")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
     assert "6 latents need at least 6 units; X has 4: lower n_groups or group_rank" in proc.stderr
