@@ -106,6 +106,17 @@ class FitOutcome:
     primary: bool = True
 
 
+def _check_varies(data: NeuralData) -> None:
+    """Refuse, before training and naming the file and object, activity in which every unit
+    is constant (a placeholder trace): there are no dynamics to fit."""
+    from .model.data import check_varies
+
+    activity = data.activity if data.activity.ndim == 3 else data.activity[None]
+    mask = data.mask if data.mask.ndim == 3 else data.mask[None]
+    where = f"{data.provenance.get('source', '<data>')}: {data.provenance['objects']['activity']}"
+    check_varies(activity, mask, name=where)
+
+
 def launcher_rank() -> int:
     """This process's rank when a launcher such as ``torchrun`` started several (``RANK``
     with ``WORLD_SIZE``), else 0."""
@@ -178,6 +189,7 @@ def fit_source(
 
     data = _read(source, read_options)
     done("read", data=data)
+    _check_varies(data)
 
     params = dict(model_options or {})
     if params.get("observation", "auto") == "auto":

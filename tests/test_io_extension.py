@@ -25,7 +25,7 @@ RESULTS_V010 = DATA / "results_v0.1.0.nwb"
 
 def test_nwb_facrnn_gets_the_extension_from_the_ndx_facrnn_distribution():
     assert WEIGHT_NAMES is ndx.WEIGHT_NAMES and TYPES == ndx.TYPES
-    assert (NAMESPACE, SPEC_VERSION) == (ndx.NAMESPACE, ndx.SPEC_VERSION) == ("ndx-facrnn", "0.1.0")
+    assert (NAMESPACE, SPEC_VERSION) == (ndx.NAMESPACE, ndx.SPEC_VERSION) == ("ndx-facrnn", "0.2.0")
     classes = ndx_facrnn()
     assert set(vars(classes)) == set(TYPES)
     for name in TYPES:
@@ -77,9 +77,9 @@ def test_every_written_file_caches_the_spec(tmp_path):
         assert f["processing/ophys/facrnn_G1H2_beta20_seed0"].attrs["namespace"] == NAMESPACE
 
 
-def _cached_spec(f: h5py.File) -> tuple[dict, dict]:
+def _cached_spec(f: h5py.File, version: str = SPEC_VERSION) -> tuple[dict, dict]:
     """The ndx-facrnn namespace and extension a file carries, as the shipped YAML reads."""
-    cached = f[f"specifications/{NAMESPACE}/{SPEC_VERSION}"]
+    cached = f[f"specifications/{NAMESPACE}/{version}"]
     assert set(cached) == {"namespace", f"{NAMESPACE}.extensions"}
     namespace = json.loads(cached["namespace"][()])
     for item in namespace["namespaces"][0]["schema"]:  # cached sources drop the suffix
@@ -95,10 +95,24 @@ def _shipped_spec() -> tuple[dict, dict]:
 
 
 # -------------------------------------------------- a file written by nwb-facrnn 0.1.0
-def test_the_shipped_spec_is_the_one_files_of_0_1_0_carry():
-    """Namespace, types, attributes, datasets and docs: all as nwb-facrnn 0.1.0 wrote them."""
+def test_the_shipped_spec_only_adds_the_standardization_to_0_1_0():
+    """Namespace, types, attributes, datasets and docs: as nwb-facrnn 0.1.0 wrote them, but
+    for the version and FacRNNModel's two new optional datasets (files of 0.1.0 still
+    validate and read)."""
     with h5py.File(RESULTS_V010, "r") as f:
-        assert _cached_spec(f) == _shipped_spec()
+        old_namespace, old_extensions = _cached_spec(f, "0.1.0")
+    namespace, extensions = _shipped_spec()
+    assert namespace["namespaces"][0].pop("version") == "0.2.0"
+    assert old_namespace["namespaces"][0].pop("version") == "0.1.0"
+    assert namespace == old_namespace
+    model = next(g for g in extensions["groups"] if g["neurodata_type_def"] == "FacRNNModel")
+    added = [d for d in model["datasets"] if d["name"] in ("activity_offset", "activity_scale")]
+    assert [(d["name"], d["quantity"], d["dims"]) for d in added] == [
+        ("activity_offset", "?", ["num_units"]),
+        ("activity_scale", "?", ["num_units"]),
+    ]
+    model["datasets"] = [d for d in model["datasets"] if d not in added]
+    assert extensions == old_extensions
 
 
 def test_read_results_reads_a_file_of_nwb_facrnn_0_1_0(sha256):
@@ -139,6 +153,9 @@ def test_from_nwb_reloads_the_model_of_a_file_of_nwb_facrnn_0_1_0():
     res = read_results(RESULTS_V010)
     model = FacRNN.from_nwb(RESULTS_V010, device="cpu")
     assert (model.n_groups, model.group_rank, model.n_features_in_) == (2, 3, 8)
+    # 0.1.0 did not standardize: the model works in the data's units, and says so
+    assert not model.standardized_ and model.standardize == "never"
+    np.testing.assert_array_equal(model.activity_scale_, np.ones(8, np.float32))
     np.testing.assert_array_equal(model.output_loadings_, res.output_loadings)
     np.testing.assert_array_equal(model.input_loadings_, res.input_loadings)
     x = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
@@ -149,7 +166,7 @@ def test_model_state_errors_name_the_origin():
     x = np.random.default_rng(0).normal(size=(60, 5)).astype(np.float32)
     model = FacRNN(n_groups=1, group_rank=2, max_epochs=2, n_init=1, progress=False).fit(x)
     state = model.to_state()
-    assert set(state.weights) == {"A", "a", "B", "b", "log_std"}
+    assert set(state.weights) == {"A", "a", "B", "b", "log_std", "offset", "scale"}
     assert state.weights["A"].shape == (5, 2)
     again = FacRNN.from_state(state, device="cpu")
     np.testing.assert_array_equal(again.transform(x), model.transform(x))

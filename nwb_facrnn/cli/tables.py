@@ -39,12 +39,23 @@ def fit_table(outcome) -> Table:
     table.add_row("groups x rank", f"{res.n_groups} x {res.group_rank}")
     table.add_row("fit time (s)", f"{outcome.model.fit_time_:.1f}")
     table.add_row("epochs", str(outcome.model.n_epochs_))
+    table.add_row("standardized", _standardized(outcome.model))
     for key, value in outcome.metrics.items():
         table.add_row(key, f"{value:.4f}")
     if res.dominant_group is not None:
         counts = np.bincount(res.dominant_group, minlength=res.n_groups)
         table.add_row("units per dominant group", " / ".join(map(str, counts)))
     return table
+
+
+def _standardized(model) -> str:
+    """How the model saw the activity: ``"no"``, or ``"yes"`` with the range of the scales
+    (in the data's units) and how it was chosen."""
+    if not model.standardized_:
+        return "no"
+    scale = model.activity_scale_
+    how = "auto" if model.standardize == "auto" else "always"
+    return f"yes ({how}; scale {scale.min():.3g}-{scale.max():.3g})"
 
 
 def figures_table(report) -> Table:

@@ -10,12 +10,23 @@ the spec cached in every file written.
 from __future__ import annotations
 
 import functools
+import warnings
 from types import SimpleNamespace
 
 import ndx_facrnn as _ndx  # cheap: pynwb and the namespace load on first use of a class
 from ndx_facrnn import NAMESPACE, SPEC_VERSION, TYPES, WEIGHT_NAMES
 
 __all__ = ["NAMESPACE", "SPEC_VERSION", "TYPES", "WEIGHT_NAMES", "ndx_facrnn"]
+
+# Files of an earlier ndx-facrnn carry its spec; hdmf warns that it reads them with the one
+# installed.  Every later version only adds optional parts (the spec script's rule), so for
+# this namespace alone that is expected, not worth a warning.
+warnings.filterwarnings(
+    "ignore",
+    message=r"Ignoring the following cached namespace\(s\) because another version is already "
+    rf"loaded:\s*{NAMESPACE} - cached version: [0-9.]+, loaded version: {SPEC_VERSION}\s*The",
+    category=UserWarning,
+)
 
 
 @functools.cache

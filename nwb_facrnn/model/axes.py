@@ -41,7 +41,7 @@ def initialize(
     gen = torch.Generator().manual_seed(seed)
     starts = []  # (mixing, center) per restart
     if kind == "ica":
-        z = module.phi(data.prev).double().cpu().numpy() @ base["B"].T + base["b"]
+        z = module.encoder_input(data.prev).double().cpu().numpy() @ base["B"].T + base["b"]
         unmixing, center = baselines.ica_unmixing(z, seed)
         orders = baselines.group_components(
             (z - center) @ unmixing.T, n_groups, group_rank, seed, n_best=module.n_copies

@@ -185,6 +185,55 @@ def observed_mean(seqs: np.ndarray, observed: np.ndarray | None, name: str = "X"
     return (np.where(observed, seqs, 0).sum(axis=(0, 1)) / n_obs).astype(np.float32)
 
 
+def activity_standardization(
+    seqs: np.ndarray, observed: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit ``(offset, scale)``, each shape (N,) float32: the mean and std over the
+    observed values (a scale of 1 where the std is 0, e.g. a silent unit)."""
+    w = np.ones(seqs.shape, dtype=bool) if observed is None else observed
+    n_obs = np.maximum(w.sum(axis=(0, 1)), 1)
+    x = np.where(w, seqs, 0).astype(np.float64)
+    mean = x.sum(axis=(0, 1)) / n_obs
+    var = (np.where(w, x - mean, 0) ** 2).sum(axis=(0, 1)) / n_obs
+    std = np.sqrt(var)
+    scale = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    return mean.astype(np.float32), scale.astype(np.float32)
+
+
+#: ``standardize="auto"``'s working range of ``phi``: the root-mean-square value of a unit
+#: above which tanh saturates (raw fluorescence, dF/F in percent, high-rate counts fit
+#: nothing), and that of the median unit below which values are tiny next to the model's
+#: floors (a noise std of 1e-3 at the start); on the synthetic imaging session, dF/F scaled
+#: down to a root-mean-square of 5e-4 recovers its groups as well or better standardized.
+SATURATING_RMS = 3.0
+VANISHING_RMS = 0.01
+
+
+def needs_standardization(seqs: np.ndarray, observed: np.ndarray | None) -> bool:
+    """Whether activity ``seqs`` (n_trials, T, N) is off ``phi``'s working range: some
+    unit's root-mean-square observed value above :data:`SATURATING_RMS` (raw
+    fluorescence, dF/F in percent, high-rate counts) or the median unit's below
+    :data:`VANISHING_RMS` (tiny dF/F fractions)."""
+    w = np.ones(seqs.shape, dtype=bool) if observed is None else observed
+    n_obs = np.maximum(w.sum(axis=(0, 1)), 1)
+    rms = np.sqrt((np.where(w, seqs, 0).astype(np.float64) ** 2).sum(axis=(0, 1)) / n_obs)
+    return bool(rms.max() > SATURATING_RMS or np.median(rms) < VANISHING_RMS)
+
+
+def check_varies(seqs: np.ndarray, observed: np.ndarray | None, name: str = "X") -> None:
+    """Raise OptionError when every unit of ``seqs`` is constant over its observed values
+    (e.g. a placeholder trace of ones): there are no dynamics to fit."""
+    w = np.ones(seqs.shape, dtype=bool) if observed is None else observed
+    lo = np.where(w, seqs, np.inf).min(axis=(0, 1))
+    hi = np.where(w, seqs, -np.inf).max(axis=(0, 1))
+    if not np.any(hi > lo):
+        value = float(lo[0]) if len(lo) else float("nan")
+        raise OptionError(
+            f"{name}: every one of its {seqs.shape[2]} unit(s) is constant over its observed "
+            f"values (unit 0 is {value:g} throughout); there are no dynamics to fit"
+        )
+
+
 def encoded_steps(observed: np.ndarray) -> np.ndarray:
     """Steps whose latent is informed by data, bool (n_trials, T).
 

@@ -18,6 +18,8 @@ from .data import (
     ArrayLike,
     NeuralDataLike,
     Transitions,
+    activity_standardization,
+    check_varies,
     encoded_steps,
     impute,
     lagged,
@@ -71,6 +73,24 @@ class FacRNN:
         ``f`` on the Gaussian decoder's mean (the paper uses ReLU on monkey data).
     nonlinearity : {"tanh", "identity"}
         ``phi``.
+    standardize : {"auto", "always", "never"}
+        ``"always"`` fits the model to every unit standardized by its mean and
+        std over its observed values (kept as :attr:`activity_offset_` and
+        :attr:`activity_scale_`), so that ``phi`` works on the same scale
+        whatever the data's units: raw fluorescence around 450, dF/F in
+        percent or in small fractions, spike counts at high rates.
+        ``"auto"`` (the default) does so when the activity is off ``phi``'s
+        working range (:func:`~nwb_facrnn.model.data.needs_standardization`:
+        some unit's root-mean-square value above 3, or the median unit's
+        below 0.01) and fits it as it is otherwise, since a standardized model
+        no longer contains a network that was simulated in the data's units.
+        ``"never"`` fits the values as they are.  ``transform``,
+        ``predict``, ``simulate`` and ``score`` take and return activity in
+        the data's own units; the learned ``A``, ``a``, ``B`` and ``W`` are in
+        the standardized units (so one unit's weights compare with another's).
+        With an output activation the mean is only scaled (never shifted), so
+        it stays non-negative; Poisson counts stay counts (only the encoder's
+        input is standardized).
     smoothing : float, optional
         Time constant (bins) of a causal exponential smoothing of the lagged
         activity before ``phi``; useful for spike counts.
@@ -131,6 +151,11 @@ class FacRNN:
         Per-unit Gaussian noise std (Gaussian observation only).
     latent_std_ : float
         ``sigma_q = n_samples_ ** (-1 / (K + 4))``.
+    activity_offset_, activity_scale_ : numpy.ndarray, shape (N,)
+        The standardization the model works in, ``(x - offset) / scale``
+        (0 and 1 when not standardized; see ``standardized_``).
+    standardized_ : bool
+        Whether the fit standardized the activity.
     observed_mean_ : numpy.ndarray, shape (N,)
         Each unit's mean over its observed values; stands in for unobserved
         values (see ``mask``) as encoder input.
@@ -155,6 +180,7 @@ class FacRNN:
         decoder: str = "linear",
         output_activation: str | None = None,
         nonlinearity: str = "tanh",
+        standardize: str = "auto",
         smoothing: float | None = None,
         hidden_size: int = 64,
         penalty: str = "partial",
@@ -181,6 +207,7 @@ class FacRNN:
         self.decoder = decoder
         self.output_activation = output_activation
         self.nonlinearity = nonlinearity
+        self.standardize = standardize
         self.smoothing = smoothing
         self.hidden_size = hidden_size
         self.penalty = penalty
@@ -296,6 +323,7 @@ class FacRNN:
         device = plan.device
         start = time.perf_counter()
         self.observed_mean_ = observed_mean(seqs, observed)
+        check_varies(seqs, observed)
         data = make_transitions(
             seqs, u, self.smoothing, device, step, observed, self.observed_mean_
         )
@@ -318,6 +346,8 @@ class FacRNN:
         self.n_samples_ = len(data)
         self.latent_std_ = float(self.n_samples_ ** (-1.0 / (k + 4)))
         module = self._new_module(self.n_init).to(device)
+        if hyperparams.standardizes(self.standardize, seqs, observed):
+            module.set_standardization(*activity_standardization(seqs, observed))
         self._initialize(module, data)
         objective = self._objective()
         options = TrainOptions(
@@ -578,11 +608,28 @@ class FacRNN:
 
     @property
     def noise_std_(self) -> np.ndarray:
-        """Per-unit Gaussian noise std, shape (N,)."""
+        """Per-unit Gaussian noise std in the data's units, shape (N,)."""
         self._check_fitted()
         if self.module_.log_std is None:
             raise AttributeError("noise_std_ exists for observation='gaussian' only")
-        return torch.exp(self.module_.log_std[0]).detach().cpu().numpy()
+        return torch.exp(self.module_.obs_log_std()[0]).detach().cpu().numpy()
+
+    @property
+    def activity_offset_(self) -> np.ndarray:
+        """Per-unit offset of the standardization, in the data's units, shape (N,)."""
+        self._check_fitted()
+        return self.module_.offset[0].detach().cpu().numpy()
+
+    @property
+    def standardized_(self) -> bool:
+        """Whether the model works on standardized activity (see ``standardize``)."""
+        return bool(np.any(self.activity_offset_ != 0) or np.any(self.activity_scale_ != 1))
+
+    @property
+    def activity_scale_(self) -> np.ndarray:
+        """Per-unit scale of the standardization, in the data's units, shape (N,)."""
+        self._check_fitted()
+        return self.module_.scale[0].detach().cpu().numpy()
 
     @property
     def connectivity_(self) -> np.ndarray:

@@ -42,7 +42,9 @@ def log_likelihood(
     )
     if closed:
         mean = m.decode(mu, data.inputs)[0]
-        cov = torch.diag(torch.exp(2 * m.log_std[0])) + latent_std**2 * (m.A[0] @ m.A[0].T)
+        scaled_a = m.output_affine()[1][:, None] * m.A[0]  # A in the data's units
+        noise_var = torch.exp(2 * m.obs_log_std()[0])
+        cov = torch.diag(noise_var) + latent_std**2 * (scaled_a @ scaled_a.T)
         dist = torch.distributions.MultivariateNormal(
             torch.zeros_like(mean[0]), covariance_matrix=cov.double()
         )
@@ -75,7 +77,7 @@ def mc_log_likelihood(
         if m.observation == "poisson":
             ll = -poisson_nll(data.curr[idx], out, w)
         else:
-            ll = -gaussian_nll(data.curr[idx], out, m.log_std, w)
+            ll = -gaussian_nll(data.curr[idx], out, m.obs_log_std(), w)
         total += float((torch.logsumexp(ll, 0) - math.log(n_samples)).sum())
     return total / mu.shape[1]
 
@@ -127,7 +129,8 @@ def simulate(
         if noise and m.observation == "poisson":
             out = torch.poisson(out, generator=gen)
         elif noise:
-            out = out + torch.exp(m.log_std) * torch.randn(out.shape, generator=gen, device=dev)
+            noise_std = torch.exp(m.obs_log_std())
+            out = out + noise_std * torch.randn(out.shape, generator=gen, device=dev)
         state = (1.0 - lam) * state + lam * out
         xs.append(out[0])
         zs.append(z[0, 0])

@@ -22,6 +22,7 @@ CHOICES: dict[str, tuple] = {
     "penalty": ("partial", "total"),
     "postprocess": (None, "ica", "svd"),
     "init": ("auto", "ica", "pca"),
+    "standardize": ("auto", "always", "never"),
 }
 
 
@@ -111,3 +112,10 @@ def init_kind(p: Mapping[str, Any]) -> str:
         return p["init"]
     n_latents = p["n_groups"] * p["group_rank"]
     return "ica" if is_linear(p) and p["beta"] > 0 and n_latents > 1 else "pca"
+
+
+def standardizes(mode: str, seqs: np.ndarray, observed: np.ndarray | None) -> bool:
+    """Whether a fit with ``standardize=mode`` standardizes the activity ``seqs``."""
+    from .data import needs_standardization
+
+    return mode == "always" or (mode == "auto" and needs_standardization(seqs, observed))

@@ -4,6 +4,14 @@
 ``x_t = f(A z_t + a + u_t)`` (decoder), ``W = A B``.  The encoder and decoder
 may each be a one-hidden-layer MLP instead (FacRNN-MLP).
 
+The network works on standardized activity ``(x - offset) / scale`` (per unit; the
+buffers ``offset`` and ``scale``, 0 and 1 when the fit does not standardize), and its
+``encode`` and ``decode`` take and return activity in the data's own units:
+``phi`` reads the standardized previous activity, and a Gaussian mean is
+``offset + scale * (A z_t + a) + u_t`` (with an output activation ``f``,
+``scale * f(A z_t + a + u_t / scale)``, which keeps it non-negative).  Poisson
+rates are counts per bin, so only the encoder's input is standardized.
+
 Every parameter has a leading axis of ``R`` independent copies so that the
 restarts of one fit train together in a single batched pass.
 """
@@ -111,6 +119,32 @@ class LowRankRNNVAE(nn.Module):
         else:
             self.dec = BatchedMLP(r, k, hidden_size, n, gen)
         self.log_std = nn.Parameter(torch.zeros(r, n)) if observation == "gaussian" else None
+        self.identity_output = output_activation is None
+        # per-unit standardization, the same in every copy (a leading axis like the weights)
+        self.register_buffer("offset", torch.zeros(r, n))
+        self.register_buffer("scale", torch.ones(r, n))
+
+    @torch.no_grad()
+    def set_standardization(self, offset: torch.Tensor, scale: torch.Tensor) -> None:
+        """Standardize activity as ``(x - offset) / scale``; ``offset``, ``scale`` shape (N,)."""
+        self.offset.copy_(torch.as_tensor(offset).to(self.offset).expand_as(self.offset))
+        self.scale.copy_(torch.as_tensor(scale).to(self.scale).expand_as(self.scale))
+
+    def encoder_input(self, prev: torch.Tensor) -> torch.Tensor:
+        """``phi`` of the standardized previous activity: (M, N) -> (M, N)."""
+        return self.phi((prev - self.offset[0]) / self.scale[0])
+
+    def output_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(offset, scale)``, shape (N,): a model-space Gaussian mean ``m`` is the data-unit
+        mean ``offset + scale * m`` (offset 0 with an output activation; Poisson: 0, 1)."""
+        if self.observation == "poisson":
+            return torch.zeros_like(self.offset[0]), torch.ones_like(self.scale[0])
+        offset = self.offset[0] if self.identity_output else torch.zeros_like(self.offset[0])
+        return offset, self.scale[0]
+
+    def obs_log_std(self) -> torch.Tensor:
+        """Log of the Gaussian noise std in the data's units, shape (R, N)."""
+        return self.log_std + torch.log(self.scale)
 
     @property
     def n_copies(self) -> int:
@@ -118,18 +152,23 @@ class LowRankRNNVAE(nn.Module):
 
     def encode(self, prev: torch.Tensor) -> torch.Tensor:
         """Encoder mean ``B phi(x_{t-1}) + b``: (M, N) -> (R, M, K)."""
-        h = self.phi(prev)
+        h = self.encoder_input(prev)
         if self.encoder_kind == "linear":
             return batched_linear(h, self.B, self.b)
         return self.enc(h)
 
     def decode(self, z: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """Gaussian mean or Poisson rate of ``x_t``: (R, M, K), (M, N) -> (R, M, N)."""
+        """Gaussian mean or Poisson rate of ``x_t``: (R, M, K), (M, N) -> (R, M, N).
+
+        ``inputs`` and the result are in the data's units (see the module docstring).
+        """
         drive = batched_linear(z, self.A, self.a) if self.decoder_kind == "linear" else self.dec(z)
-        drive = drive + inputs
         if self.observation == "poisson":
-            return F.softplus(drive)
-        return self.out_act(drive)
+            return F.softplus(drive + inputs)
+        offset, scale = self.output_affine()
+        if self.identity_output:
+            return offset + scale * drive + inputs
+        return scale * self.out_act(drive + inputs / scale)
 
     def select(self, index: int) -> dict[str, torch.Tensor]:
         """State dict of copy ``index`` only (leading axis kept, of length 1)."""

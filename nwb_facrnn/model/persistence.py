@@ -43,6 +43,10 @@ FITTED_SCALARS: dict[str, type] = {
 }
 
 
+#: The standardization buffers of models saved before it existed: none (the identity).
+_IDENTITY = {"offset": 0.0, "scale": 1.0}
+
+
 @dataclass
 class ModelState:
     """A fitted :class:`FacRNN` as plain data (see :meth:`FacRNN.to_state`).
@@ -54,7 +58,8 @@ class ModelState:
         and the scalar learned attributes (``n_features_in_``, ``latent_std_``, ...).
     weights : dict of str to numpy.ndarray
         Module weights by state-dict key (``"A"`` (N, K), ``"B"`` (K, N), ``"a"``, ``"b"``,
-        ``"log_std"``, MLP ``"enc.w1"`` ...), float32.
+        ``"log_std"``, MLP ``"enc.w1"`` ..., and the standardization ``"offset"`` and
+        ``"scale"`` (N,)), float32.
     history : dict of str to numpy.ndarray
         Per-epoch loss terms, each shape (n_epochs,).
     init_objectives : numpy.ndarray, shape (n_init,)
@@ -100,7 +105,8 @@ def from_state(cls: type[FacRNN], state: ModelState, device: str, origin: str) -
         raise OptionError(
             f"{origin}: unsupported model format {meta.get('format')!r}, expected {SAVE_FORMAT!r}"
         )
-    model = cls(**meta["params"], device=device)
+    # models saved before standardization existed did not standardize
+    model = cls(**{"standardize": "never", **meta["params"]}, device=device)
     try:
         for k, kind in FITTED_SCALARS.items():
             setattr(model, k, kind(meta[k]))
@@ -111,12 +117,15 @@ def from_state(cls: type[FacRNN], state: ModelState, device: str, origin: str) -
     model.observed_mean_ = np.asarray(state.observed_mean)
     model.module_ = model._new_module(1).to(model._torch_device())
     expected = model.module_.state_dict()
-    missing = sorted(set(expected) - set(state.weights))
+    n = model.n_features_in_
+    # models saved before standardization existed worked in the data's units
+    weights = {**{k: np.full(n, v, np.float32) for k, v in _IDENTITY.items()}, **state.weights}
+    missing = sorted(set(expected) - set(weights))
     if missing:
         raise OptionError(f"{origin}: the saved model lacks the weights {missing}")
     loaded = {}
     for k, v in expected.items():
-        w = np.asarray(state.weights[k])
+        w = np.asarray(weights[k])
         if w.shape != tuple(v.shape[1:]):
             raise OptionError(
                 f"{origin}: weight {k!r} has shape {w.shape}, expected {tuple(v.shape[1:])}"

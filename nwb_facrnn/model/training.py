@@ -141,7 +141,7 @@ class Objective:
         if module.observation == "poisson":
             rec = poisson_nll(batch.curr, out, batch.weight)
         else:
-            rec = gaussian_nll(batch.curr, out, module.log_std, batch.weight)
+            rec = gaussian_nll(batch.curr, out, module.obs_log_std(), batch.weight)
         kl = kl_to_standard_normal(mu, self.sigma)
         if part is None:
             rec, kl = rec.mean(-1), kl.mean(-1)
@@ -282,8 +282,9 @@ def reduced_rank_regression(
     dict of numpy.ndarray (float64)
         ``A`` (N, K), ``B`` (K, N), ``a`` (N,), ``b`` (K,), ``log_std`` (N,).
     """
-    phi = module.phi(data.prev).double()
-    target = (data.curr - data.inputs).double()
+    phi = module.encoder_input(data.prev).double()
+    out_offset, out_scale = module.output_affine()  # regress in the model's units
+    target = ((data.curr - out_offset - data.inputs) / out_scale).double()
     if module.observation == "poisson":
         mean_rate = data.curr.double().mean(0).clamp_min(1e-3)
         a0 = softplus_inverse(mean_rate)

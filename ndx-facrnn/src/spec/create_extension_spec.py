@@ -36,7 +36,7 @@ from pathlib import Path
 
 # kept equal to ndx_facrnn.NAMESPACE and ndx_facrnn.SPEC_VERSION (the package tests check it)
 NAMESPACE = "ndx-facrnn"
-SPEC_VERSION = "0.1.0"
+SPEC_VERSION = "0.2.0"
 SPEC_DIR = Path(__file__).resolve().parents[2] / "spec"
 
 # dataset name of every FacRNNModel weight (the values of ndx_facrnn.WEIGHT_NAMES): doc, dims
@@ -57,6 +57,19 @@ _WEIGHT_DOCS = {
     "decoder_hidden_bias": ("MLP decoder, hidden layer bias.", ["num_hidden"]),
     "decoder_output_weight": ("MLP decoder, output layer weight.", ["num_units", "num_hidden"]),
     "decoder_output_bias": ("MLP decoder, output layer bias.", ["num_units"]),
+    "activity_offset": (
+        "Per-unit offset of the standardization the model works in: it sees (x - "
+        "activity_offset) / activity_scale, x in the data's units (0 when not "
+        "standardized; absent in files of ndx-facrnn 0.1.0, which did not standardize).",
+        ["num_units"],
+    ),
+    "activity_scale": (
+        "Per-unit scale of that standardization, in the data's units (1 when not "
+        "standardized). A Gaussian mean is activity_offset + activity_scale * (A z + a) + u "
+        "(activity_scale * f(A z + a + u / activity_scale) with an output activation f), the "
+        "noise std activity_scale * exp(noise_log_std); Poisson rates are not scaled.",
+        ["num_units"],
+    ),
 }
 
 

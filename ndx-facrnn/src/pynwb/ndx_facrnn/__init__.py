@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 NAMESPACE = "ndx-facrnn"
-SPEC_VERSION = "0.1.0"
+SPEC_VERSION = "0.2.0"
 TYPES = ("FacRNNResults", "FacRNNModel", "LatentTrajectories", "LowRankConnectivity")
 
 # FacRNN module state-dict keys <-> dataset names of FacRNNModel (without the restart axis)
@@ -47,6 +47,8 @@ WEIGHT_NAMES = {
     "dec.b1": "decoder_hidden_bias",
     "dec.w2": "decoder_output_weight",
     "dec.b2": "decoder_output_bias",
+    "offset": "activity_offset",
+    "scale": "activity_scale",
 }
 
 
