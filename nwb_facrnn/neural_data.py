@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import OptionError
 
-Modality = Literal["spikes", "ophys"]
+Modality = Literal["spikes", "ophys", "series"]
 
 
 @dataclass
@@ -38,11 +38,16 @@ class NeuralData:
     bin_size : float
         Bin width in seconds.
     unit_ids : numpy.ndarray, shape (N,)
-        The ``id`` of each unit or ROI in its table.
+        The ``id`` of each unit or ROI in its table; for a plain TimeSeries read as activity,
+        the column of each unit in the series (``0 .. N-1``).
     unit_table : str
         Path of that table in the NWB file, e.g. ``"/units"`` or
-        ``"/processing/ophys/ImageSegmentation/PlaneSegmentation"``.
-    modality : {"spikes", "ophys"}
+        ``"/processing/ophys/ImageSegmentation/PlaneSegmentation"``; ``""`` when the units
+        are the columns of a TimeSeries (modality ``"series"``), which have no table (the
+        series' path is ``provenance["objects"]["activity"]``).
+    modality : {"spikes", "ophys", "series"}
+        Spike counts (Units table), ROI traces (RoiResponseSeries), or the columns of a
+        plain 2-D TimeSeries (e.g. binned rates).
     unit_columns : dict of str to numpy.ndarray
         Per-unit metadata of the selected units, each shape (N,) (e.g. ``electrode_group``,
         ``location``, ``accepted``).

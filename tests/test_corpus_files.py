@@ -197,3 +197,132 @@ def test_library_warnings_from_python_name_the_file(tmp_path):
     texts = [str(w.message) for w in record if "OpticalSeries" in str(w.message)]
     assert len(texts) == 6 and len(set(texts)) == 6
     assert all(t.startswith(f"{p}: OpticalSeries 'movie") for t in texts)
+
+
+# ------------------------------------------------------- Zarr columns stored with pickle
+def _pickle_coded_store(path: Path, *arrays: str) -> Path:
+    """A Zarr session (8 units with a text ``quality`` column, 2 trials with a text ``label``)
+    whose ``arrays`` are rewritten with the ``numcodecs.Pickle`` object codec, as older
+    hdmf-zarr wrote object columns."""
+    import numcodecs
+    import zarr
+
+    from nwb_facrnn.io import write_nwbfile
+
+    rng = np.random.default_rng(0)
+    f = pynwb.NWBFile("pickled", "pickled-id", datetime(2025, 1, 1, tzinfo=UTC))
+    f.add_unit_column("quality", "unit quality")
+    for i in range(8):
+        spikes = np.sort(rng.uniform(0.0, 10.0, 100))
+        f.add_unit(spike_times=spikes, quality=("good", "mua")[i % 2])
+    f.add_trial_column("label", "trial label")
+    for start in (1.0, 5.0):
+        f.add_trial(start_time=start, stop_time=start + 3.0, label="reach")
+    write_nwbfile(f, path)
+    group = zarr.open_group(str(path), mode="r+")
+    for key in arrays:
+        old = group[key]
+        values, attrs, chunks = old[:], dict(old.attrs), old.chunks
+        del group[key]
+        new = group.create_dataset(
+            key, data=values, dtype=object, object_codec=numcodecs.Pickle(), chunks=chunks
+        )
+        new.attrs.update(attrs)
+    zarr.consolidate_metadata(str(path))  # what hdmf-zarr reads
+    return path
+
+
+def _tree_digest(path: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
+
+
+def test_pickle_coded_store_is_what_the_test_means(tmp_path):
+    import json
+
+    from nwb_facrnn.io.backend import zarr_pickled_arrays
+
+    path = _pickle_coded_store(tmp_path / "p.nwb.zarr", "units/quality")
+    spec = json.loads((path / "units" / "quality" / ".zarray").read_text())
+    assert spec["filters"] == [{"id": "pickle", "protocol": 5}]
+    assert zarr_pickled_arrays(path) == ["/units/quality"]
+
+
+def test_pickle_coded_columns_the_fit_does_not_use_are_skipped(tmp_path):
+    """``info`` and ``fit`` work without them: one warning line each, naming the store and
+    the column; nothing is unpickled, the store is not changed, the results file (Zarr)
+    leaves the column out and holds no pickle-coded array."""
+    from nwb_facrnn import read_results
+    from nwb_facrnn.io.backend import zarr_pickled_arrays
+
+    path = _pickle_coded_store(tmp_path / "p.nwb.zarr", "units/quality", "intervals/trials/label")
+    before = _tree_digest(path)
+    warning = (
+        "{}: skipped: stored with the pickle codec, which nwb-facrnn never decodes "
+        "(unpickling runs code from the file)"
+    )
+    info = run_cli("info", path)
+    assert info.returncode == 0, info.stdout + info.stderr
+    assert "/units" in info.stdout and "/intervals/trials" in info.stdout
+    out = tmp_path / "p_out.nwb.zarr"
+    fit = run_cli("fit", path, *FAST_FIT, "--n-groups", "2", "--group-rank", "1", "--output", out)
+    assert fit.returncode == 0, fit.stdout + fit.stderr
+    for proc in (info, fit):
+        assert "Traceback" not in proc.stderr
+        lines = [ln for ln in proc.stderr.splitlines() if "pickle" in ln]
+        assert len(lines) == 2, proc.stderr  # one line per column, shown once
+        for column, line in zip(("/units/quality", "/intervals/trials/label"), lines, strict=True):
+            assert str(path) in line and warning.format(column) in line, line
+    res = read_results(out)
+    assert len(res.unit_ids) == 8 and np.unique(res.trial_ids).tolist() == [0, 1]
+    assert set(res.trials) == {"id", "start_time", "stop_time"}  # label skipped
+    assert zarr_pickled_arrays(out) == []
+    assert _tree_digest(path) == before
+
+
+def test_pickle_coded_columns_skipped_from_python(tmp_path):
+    path = _pickle_coded_store(tmp_path / "p.nwb.zarr", "units/quality")
+    plain = read_nwb(_pickle_coded_store(tmp_path / "plain.nwb.zarr"), bin_size=0.05)
+    assert plain.unit_columns["quality"].tolist() == ["good", "mua"] * 4
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = read_nwb(path, bin_size=0.05)
+    assert data.n_units == 8 and "quality" not in data.unit_columns
+    assert data.activity.shape == (2, 60, 8) and data.activity.sum() > 0
+    np.testing.assert_array_equal(data.activity, plain.activity)  # the same spikes, binned
+    texts = [str(w.message) for w in caught if "pickle" in str(w.message)]
+    assert texts and all("/units/quality: skipped" in t for t in texts), texts
+
+
+@pytest.mark.parametrize("command", ["info", "fit"])
+def test_pickle_coded_column_the_fit_needs_is_one_line(tmp_path, command):
+    """Spike times stored with the pickle codec: never decoded; one line names them."""
+    path = _pickle_coded_store(tmp_path / "p.nwb.zarr", "units/spike_times")
+    proc = run_cli(command, path) if command == "info" else _fit(path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: {path}: /units/spike_times: stored with the pickle codec")
+    assert "never decodes" in lines[0]
+
+
+def test_pickle_is_never_decoded(tmp_path, monkeypatch):
+    """Reading the skipped column's data directly raises instead of unpickling."""
+    import pickle
+
+    from nwb_facrnn.io.backend import PickleCodedError
+    from nwb_facrnn.io.reader import open_nwbfile
+
+    path = _pickle_coded_store(tmp_path / "p.nwb.zarr", "units/spike_times")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle.loads called")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with open_nwbfile(path) as (nwbfile, _, _):
+            with pytest.raises(PickleCodedError, match="/units/spike_times"):
+                nwbfile.units["spike_times"].target.data[:]

@@ -204,12 +204,42 @@ def test_uint16_spike_times_index(tmp_path):
 
 
 def test_nwb_version_as_one_element_array_is_not_an_internal_error(tmp_path):
+    """``nwb_version`` stored as a one-element string array (as some writers do) reads as
+    the version it holds: info and fit work, and the source file is left as it was."""
     path = _write(_session(), tmp_path / "version.nwb")
     with h5py.File(path, "a") as h:
         h.attrs["nwb_version"] = np.array(["2.6.0"], dtype=h5py.string_dtype())
-    for proc in (run_cli("info", path), _fit(path, tmp_path / "fit.nwb")):
-        assert proc.returncode in (0, 2), proc.stdout + proc.stderr
-        assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    before = path.read_bytes()
+    info = run_cli("info", path)
+    assert info.returncode == 0, info.stdout + info.stderr
+    assert "/units" in info.stdout and "corpus-id" in info.stdout
+    out = tmp_path / "fit.nwb"
+    proc = _fit(path, out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    res = read_results(out)
+    assert res.unit_table == "/units" and len(res.unit_ids) == 4
+    assert np.isfinite(res.metrics["reconstruction_r2"])
+    assert path.read_bytes() == before  # read-only: the attribute is not rewritten
+    with h5py.File(path, "r") as h:
+        assert h.attrs["nwb_version"].tolist() == ["2.6.0"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (np.array(["1.0.5"], dtype=h5py.string_dtype()), "an NWB 1.x file"),
+        (np.array(["2.6.0", "2.7.0"], dtype=h5py.string_dtype()), "expected one version string"),
+    ],
+)
+def test_nwb_version_array_that_is_not_one_nwb2_version_is_a_user_error(tmp_path, value, expected):
+    path = _write(_session(), tmp_path / "version.nwb")
+    with h5py.File(path, "a") as h:
+        h.attrs["nwb_version"] = value
+    proc = run_cli("info", path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and expected in lines[0], proc.stderr
 
 
 def test_more_latents_than_units_is_a_user_error(tmp_path):

@@ -129,17 +129,20 @@ def test_truncated_file(tmp_path):
     _raises(bad, "truncated|corrupt|cannot be read")
 
 
-def test_zarr_with_pickled_objects_is_refused(tmp_path):
-    """A Zarr store whose object arrays use the pickle codec is refused before any read."""
+def test_zarr_pickled_column_is_skipped_never_unpickled(tmp_path):
+    """A Zarr column whose metadata names the pickle codec is never decoded: a column the
+    fit does not use is left out, with a warning naming it."""
     f = _nwbfile()
     f.add_unit_column("quality", "unit quality")
-    f.add_unit(spike_times=[0.1, 0.2], quality="good")
+    f.add_unit(spike_times=[0.1, 0.2, 0.3], quality="good")
     path = _write(tmp_path, f, "pickled.nwb.zarr")
     meta = path / "units" / "quality" / ".zarray"
     spec = json.loads(meta.read_text())
     spec["filters"] = [{"id": "pickle", "protocol": 5}]  # as written by other tools
     meta.write_text(json.dumps(spec))
-    _raises(path, r"/units/quality: array\(s\) stored with the pickle codec")
+    with pytest.warns(UserWarning, match=r"/units/quality: skipped: stored with the pickle codec"):
+        data = read_nwb(path, bin_size=0.05)
+    assert data.n_units == 1 and "quality" not in data.unit_columns
 
 
 # -------------------------------------------------------------------- contents

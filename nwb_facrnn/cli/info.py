@@ -14,7 +14,8 @@ from .tables import rows_table
 @click.argument("source")
 @remote_options
 def info(source: str, dandi_api_url: str | None, no_cache: bool, download: bool) -> None:
-    """Show what an NWB file can be fit on: units, ROI series, trials, behaviour.
+    """Show what an NWB file can be fit on: units, ROI series, 2-D time series, trials,
+    behaviour.
 
     SOURCE is a local file (HDF5 or Zarr), a DANDI asset (DANDI:000140/sub-.../x.nwb, archive,
     dandi:// or download URLs) or an https URL.  A dandiset alone (DANDI:000140) lists its
@@ -53,6 +54,7 @@ def info(source: str, dandi_api_url: str | None, no_cache: bool, download: bool)
     sections = [
         ("Units (spiking)", summary.units),
         ("ROI response series (imaging traces)", summary.ophys),
+        ("2-D time series that can be fit as activity, one unit per column", summary.series),
         ("Imaging movies (not read for fitting)", summary.movies),
         ("Trials", summary.trials),
         ("Behaviour and other time series", summary.behavior),
@@ -68,12 +70,19 @@ def info(source: str, dandi_api_url: str | None, no_cache: bool, download: bool)
             f"streamed {stats.bytes_fetched / 1e6:.2f} MB of {size / 1e6:.1f} MB "
             f"({stats.cache_hits} block(s) from the cache)"
         )
-    if not summary.units and not summary.ophys:
-        console.print("[yellow]nothing to fit:[/] no Units table and no ROI response series")
+    if not summary.units and not summary.ophys and not summary.series:
+        console.print(
+            "[yellow]nothing to fit:[/] no Units table, no ROI response series and no 2-D "
+            "time series"
+        )
         return
     hints = []
     if summary.units:
         hints.append(f'read_nwb("{source}", bin_size=0.02)')
     if summary.ophys:
         hints.append(f'read_nwb("{source}", series="{summary.ophys[0]["path"]}")')
+    if summary.series and not summary.units and not summary.ophys:
+        path = summary.series[0]["path"]
+        hints.append(f'read_nwb("{source}", series="{path}")')
+        console.print(f"fit with: nwb-facrnn fit {source} --series {path}")
     console.print("read with: " + "   or   ".join(hints))

@@ -113,7 +113,11 @@ def data_options(fn):
     return _apply(
         fn,
         [
-            click.option("--modality", type=Choice(["spikes", "ophys"]), help="What to fit."),
+            click.option(
+                "--modality",
+                type=Choice(["spikes", "ophys", "series"]),
+                help="What to fit: a Units table, ROI traces or a 2-D TimeSeries (--series).",
+            ),
             click.option("--bin-size", type=float, help="Bin width (s); spikes default 0.02."),
             click.option(
                 "--trials",
@@ -135,10 +139,14 @@ def data_options(fn):
                 "--time-range", type=float, nargs=2, default=None, help="Continuous: t0 t1."
             ),
             click.option("--units", help="Unit selection, e.g. 'heldout == False'."),
-            click.option("--series", help="RoiResponseSeries: name, container or path."),
+            click.option(
+                "--series",
+                help="RoiResponseSeries (name, container or path), or a 2-D TimeSeries (time x "
+                "units, e.g. binned rates) by path or name: one unit per column.",
+            ),
             click.option("--rois", help="ROI selection, e.g. 'accepted == True'."),
             click.option("--detrend", type=Choice(["linear", "exponential"])),
-            click.option("--zscore", is_flag=True, help="z-score every ROI."),
+            click.option("--zscore", is_flag=True, help="z-score every ROI (or column)."),
             click.option("--behavior", multiple=True, help="Behavioural series (repeatable)."),
             click.option("--inputs", help="TimeSeries of external inputs, one column per unit."),
             remote_options,

@@ -92,9 +92,17 @@ def find_roi_series(nwbfile: Any, source: str, series: str | None) -> RoiSeries:
         good candidates, or a series whose width does not match its ``rois`` region.
     """
     found = list_roi_series(nwbfile)
-    if not found:
-        raise NWBReadError(source, "/processing", "no RoiResponseSeries (DfOverF/Fluorescence)")
-    listing = ", ".join(p for p, _, _ in found)
+    if not found and series is None:
+        from .timeseries import describe_activity_series
+
+        plain = describe_activity_series(nwbfile)
+        more = (
+            f"; 2-D TimeSeries that can be fit as activity (series=PATH): {plain}" if plain else ""
+        )
+        raise NWBReadError(
+            source, "/processing", f"no RoiResponseSeries (DfOverF/Fluorescence){more}"
+        )
+    listing = ", ".join(p for p, _, _ in found) or "none"
     if series is None:
         best = [f for f in found if f[1] == found[0][1]]
         if len(best) > 1:
@@ -110,8 +118,14 @@ def find_roi_series(nwbfile: Any, source: str, series: str | None) -> RoiSeries:
         by_name = [f for f in found if f[2].name == series or f[0].split("/")[-2] == series]
         matches = exact or by_name
         if not matches:
+            from .timeseries import describe_activity_series
+
+            plain = describe_activity_series(nwbfile)
+            more = f"; 2-D TimeSeries that can be fit as activity: {plain}" if plain else ""
             raise NWBReadError(
-                source, target, f"no RoiResponseSeries named {series!r}; present: {listing}"
+                source,
+                target,
+                f"no RoiResponseSeries named {series!r}; present: {listing}{more}",
             )
         if len(matches) > 1:
             raise NWBReadError(
@@ -176,14 +190,20 @@ def bin_rois(
 
 
 def drop_all_nan(
-    values: np.ndarray, observed: np.ndarray, ids: np.ndarray, source: str, path: str
+    values: np.ndarray,
+    observed: np.ndarray,
+    ids: np.ndarray,
+    source: str,
+    path: str,
+    what: str = "ROI",
 ) -> np.ndarray:
-    """Bool mask of ROIs with at least one observed value; warn naming those dropped."""
+    """Bool mask of ROIs (or series columns: ``what``) with at least one observed value;
+    warn naming those dropped."""
     has_data = observed.any(axis=tuple(range(observed.ndim - 1)))
     if not has_data.all():
         warnings.warn(
-            f"{source}: {path}: dropping {int((~has_data).sum())} ROI(s) whose traces are all "
-            f"NaN in the requested time: id(s) {ids[~has_data][:20].tolist()}",
+            f"{source}: {path}: dropping {int((~has_data).sum())} {what}(s) whose traces are "
+            f"all NaN in the requested time: id(s) {ids[~has_data][:20].tolist()}",
             stacklevel=3,
         )
     return has_data

@@ -14,7 +14,7 @@ import numpy as np
 from .. import __version__
 from ..errors import OptionError
 from ..neural_data import NeuralData
-from .backend import detect_backend, open_io
+from .backend import detect_backend, nwb_version_text, open_io
 from .binning import BinGrid, bin_series
 from .errors import NWBReadError, source_name
 from .layout import TRIALS_PATH, Layout, make_layout
@@ -31,6 +31,12 @@ from .ophys import (
     zscore_traces,
 )
 from .selection import Selection
+from .timeseries import (
+    bin_activity,
+    describe_activity_series,
+    find_activity_series,
+    match_time_series,
+)
 from .units import UNITS_PATH, bin_units, load_units, select_units
 
 DEFAULT_SPIKE_BIN_SIZE = 0.02
@@ -39,7 +45,7 @@ DEFAULT_SPIKE_BIN_SIZE = 0.02
 def read_nwb(
     source: str | os.PathLike | Any,
     *,
-    modality: Literal["spikes", "ophys"] | None = None,
+    modality: Literal["spikes", "ophys", "series"] | None = None,
     bin_size: float | None = None,
     trials: bool | Selection | None = None,
     align: str | None = None,
@@ -66,12 +72,14 @@ def read_nwb(
         (optionally ``DANDI:000140@<version>/...``), a DANDI archive, ``dandi://`` or asset
         download URL, or any ``https://`` URL of an NWB file.  Files are opened read-only and
         never modified.
-    modality : {"spikes", "ophys"}, optional
-        Which data to read.  Default: ``"ophys"`` when ``series`` or ``rois`` is given or the
-        file has no Units table, else ``"spikes"``.
+    modality : {"spikes", "ophys", "series"}, optional
+        Which data to read.  Default: ``"ophys"`` when ``series`` names a RoiResponseSeries
+        or ``rois`` is given, ``"series"`` when ``series`` names another TimeSeries, else
+        ``"spikes"`` when the file has a Units table, else ``"ophys"``.
     bin_size : float, optional
-        Bin width in seconds.  Spikes: default 0.02.  Imaging: default the frame interval
-        (one bin per frame); a larger bin averages frames, a smaller one interpolates.
+        Bin width in seconds.  Spikes: default 0.02.  Imaging and series: default the
+        sampling interval (one bin per sample); a larger bin averages samples, a smaller one
+        interpolates.
     trials : bool or selection, optional
         Default: cut the data into trials when the file has a trials table, else continuous.
         False: continuous.  A selection keeps some trials, e.g. ``{"split": "train"}``.
@@ -89,14 +97,17 @@ def read_nwb(
     series : str, optional
         The RoiResponseSeries: its name, its container's name (``"DfOverF"``,
         ``"Fluorescence"``) or its path in the file.  Default: the DfOverF series, else
-        the Fluorescence one.
+        the Fluorescence one.  Or a plain 2-D TimeSeries (time x units, e.g.
+        ``"/processing/ecephys/binned_rates"``), by path or unique name: its columns are the
+        units (ids ``0 .. N-1``, no unit table), binned like ROI traces, NaN unobserved.
     rois : selection, optional
         Which ROIs of the series' PlaneSegmentation, e.g. ``{"accepted": True}``.
     detrend : {"linear", "exponential"}, optional
         Imaging: remove photobleaching.  On Fluorescence the result is ``(F - trend) /
-        trend``; on dF/F the trend is subtracted.
+        trend``; on dF/F (and on a plain series) the trend is subtracted.
     zscore : bool, default False
-        Imaging: z-score every ROI over its observed bins (after detrending).
+        Imaging and series: z-score every ROI (column) over its observed bins (after
+        detrending).
     behavior : str or list of str, optional
         TimeSeries / SpatialSeries to put on the same bins (e.g. ``"hand_vel"``), by name or
         path; for evaluation only.
@@ -160,7 +171,7 @@ def read_nwb(
         backend,
     ):
         kind = _choose_modality(nwbfile, name, modality, series, rois)
-        reader = _read_spikes if kind == "spikes" else _read_ophys
+        reader = {"spikes": _read_spikes, "ophys": _read_ophys, "series": _read_series}[kind]
         data, grid, source_columns = reader(nwbfile, name, options)
         names = [] if behavior is None else [behavior] if isinstance(behavior, str) else behavior
         for b in names:
@@ -367,9 +378,15 @@ def _check_hdf5_is_nwb(path: Path) -> None:
         raise NWBReadError(
             path, "/", "an HDF5 file without an nwb_version attribute: not an NWB file"
         )
-    if isinstance(version, bytes):
-        version = version.decode("utf-8", "replace")
-    text = str(version).strip()
+    text = nwb_version_text(version)
+    if text is None:
+        raise NWBReadError(
+            path,
+            "/nwb_version",
+            f"the nwb_version attribute holds {_one_line(repr(version), 60)}; expected one "
+            "version string such as '2.6.0'",
+        )
+    text = text.strip()
     if text.upper().startswith("NWB-1") or text.startswith("1."):
         raise NWBReadError(
             path, "/", f"an NWB 1.x file (version {_one_line(text, 40)!r}); {_NWB1_HINT}"
@@ -379,24 +396,38 @@ def _check_hdf5_is_nwb(path: Path) -> None:
 def _choose_modality(
     nwbfile: Any, source: str, modality: str | None, series: str | None, rois: Any
 ) -> str:
-    has_units = nwbfile.units is not None
-    has_ophys = bool(list_roi_series(nwbfile))
+    if modality is not None and modality not in ("spikes", "ophys", "series"):
+        raise OptionError(f"modality must be 'spikes', 'ophys' or 'series', got {modality!r}")
+    if modality == "series" and series is None:
+        raise OptionError("modality='series' needs series= naming a 2-D TimeSeries (time x units)")
     if modality is not None:
-        if modality not in ("spikes", "ophys"):
-            raise OptionError(f"modality must be 'spikes' or 'ophys', got {modality!r}")
         return modality
+    if series is not None and rois is None and _names_plain_series(nwbfile, series):
+        return "series"
     if series is not None or rois is not None:
         return "ophys"
-    if has_units:
+    if nwbfile.units is not None:
         return "spikes"
-    if has_ophys:
+    if list_roi_series(nwbfile):
         return "ophys"
+    plain = describe_activity_series(nwbfile)
+    hint = f"; to fit a 2-D TimeSeries (time x units) pass series=PATH: {plain}" if plain else ""
     raise NWBReadError(
         source,
         "/",
         "nothing to fit: no Units table (/units) and no RoiResponseSeries under "
-        "processing (DfOverF or Fluorescence)",
+        f"processing (DfOverF or Fluorescence){hint}",
     )
+
+
+def _names_plain_series(nwbfile: Any, series: str) -> bool:
+    """Whether ``series`` names a TimeSeries that is not a RoiResponseSeries (by path or
+    name), and no RoiResponseSeries (by path, name or container name)."""
+    target = "/" + series.strip("/")
+    for path, _, s in list_roi_series(nwbfile):
+        if path == target or s.name == series or path.split("/")[-2] == series:
+            return False
+    return bool(match_time_series(nwbfile, series))
 
 
 def _trials_span(nwbfile: Any) -> tuple[float, float] | None:
@@ -483,6 +514,39 @@ def _read_ophys(
     return data, layout.grid, (np.flatnonzero(keep)[has_data], len(roi.rows))
 
 
+def _read_series(
+    nwbfile: Any, source: str, options: dict
+) -> tuple[NeuralData, BinGrid, tuple[np.ndarray, int]]:
+    """A plain 2-D TimeSeries binned as activity, the grid, and (kept columns, its width)."""
+    for key, what in (("units", "rows of a Units table"), ("rois", "ROIs of a RoiResponseSeries")):
+        if options.get(key) is not None:
+            raise OptionError(
+                f"{key}= selects {what}; a TimeSeries read as activity (series=) has no unit "
+                "table: all its columns are read"
+            )
+    ts = find_activity_series(nwbfile, source, options["series"])
+    bin_size = float(options.get("bin_size") or ts.sampling_interval)
+    layout = _layout(nwbfile, source, options, bin_size, ts.extent())
+    values, observed = bin_activity(ts, layout.grid)
+    ids = np.arange(ts.n_columns, dtype=np.int64)
+    has_data = drop_all_nan(values, observed, ids, source, ts.path, what="column")
+    if not has_data.any():
+        raise NWBReadError(
+            source, ts.path, f"all {len(ids)} column(s) are NaN in the requested time"
+        )
+    values, observed, ids = values[..., has_data], observed[..., has_data], ids[has_data]
+    if options.get("detrend"):
+        times = layout.grid.timestamps() + bin_size / 2
+        values = detrend_traces(values, observed, times, options["detrend"], divide=False)
+    if options.get("zscore"):
+        values = zscore_traces(values, observed)
+    objects = {"activity": ts.path}
+    data = _assemble(values.astype(np.float32), observed, layout, ids, "", "series", {}, objects)
+    data.provenance["series_kind"] = type(ts.series).__name__
+    data.provenance["sampling_rate"] = 1.0 / ts.sampling_interval
+    return data, layout.grid, (np.flatnonzero(has_data), ts.n_columns)
+
+
 def _assemble(
     activity: np.ndarray,
     mask: np.ndarray,
@@ -551,14 +615,19 @@ def _match_input_columns(
     """
     kept, n_all = source_columns
     width = u.shape[-1]
+    every = (
+        f"every row of {data.unit_table}"
+        if data.unit_table
+        else f"every column of {data.provenance['objects']['activity']}"
+    )
     if width == n_all:
         u = u[..., kept]
     elif width != data.n_units:
         raise NWBReadError(
             source,
             path,
-            f"an inputs series needs one column per unit: {n_all} (every row of "
-            f"{data.unit_table}) or {data.n_units} (the units read), got {width}; "
+            f"an inputs series needs one column per unit: {n_all} ({every}) or "
+            f"{data.n_units} (the units read), got {width}; "
             "FacRNN adds u_t to each unit's drive",
         )
     return np.nan_to_num(u).astype(np.float32)

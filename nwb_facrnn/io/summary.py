@@ -1,4 +1,5 @@
-"""What in an NWB file can be fit: units, ROI series, trials and behaviour, as plain rows.
+"""What in an NWB file can be fit: units, ROI series, 2-D time series, trials and behaviour,
+as plain rows.
 
 Only metadata, indices and (for the unit rates) the spike-time index are read; no trace or
 movie data is loaded.
@@ -21,6 +22,7 @@ from .nwb_objects import (
 )
 from .ophys import list_roi_series
 from .results import find_results
+from .timeseries import list_activity_series
 from .units import UNITS_PATH, electrode_rows_problem
 
 # ROI flag columns shown by ``info``, matched case-insensitively (``Accepted``, ``iscell`` ...)
@@ -34,6 +36,7 @@ class FileSummary:
     header: dict[str, str]
     units: list[dict[str, Any]] = field(default_factory=list)
     ophys: list[dict[str, Any]] = field(default_factory=list)
+    series: list[dict[str, Any]] = field(default_factory=list)
     movies: list[dict[str, Any]] = field(default_factory=list)
     trials: list[dict[str, Any]] = field(default_factory=list)
     behavior: list[dict[str, Any]] = field(default_factory=list)
@@ -58,6 +61,10 @@ def summarize_nwb(nwbfile: Any, source: str, backend: str) -> FileSummary:
         roi_paths.add(path)
         summary.ophys.append(_roi_row(path, s))
     summary.movies = _movie_rows(nwbfile)
+    fit_paths = {object_path(r) for r in find_results(nwbfile)}
+    for path, s, shape in list_activity_series(nwbfile):
+        if path.rsplit("/", 1)[0] not in fit_paths:
+            summary.series.append(_activity_row(path, s, shape))
     if nwbfile.trials is not None and len(nwbfile.trials):
         summary.trials.append(_trials_row(nwbfile.trials))
     summary.fits = [_fit_row(r) for r in find_results(nwbfile)]
@@ -77,7 +84,10 @@ def _fit_row(res: Any) -> dict[str, Any]:
 
     model = res.model
     metrics, steps = fit_metrics(model.fit_metrics)
-    source = json.loads(model.provenance).get("unit_table", "")
+    provenance = json.loads(model.provenance)
+    source = provenance.get("unit_table", "")
+    if not source and provenance.get("modality") == "series":
+        source = provenance.get("objects", {}).get("activity", "?")  # its columns were fit
     n_units = len(res.connectivity) if res.connectivity is not None else "?"
     ll = metrics.get("log_likelihood")
     return {
@@ -214,6 +224,20 @@ def _trials_row(trials: Any) -> dict[str, Any]:
         "trials": len(start),
         "duration (s)": f"{np.nanmin(d):.2f}-{np.nanmax(d):.2f}",
         "columns": ", ".join(c for c in trials.colnames if c not in ("start_time", "stop_time")),
+    }
+
+
+def _activity_row(path: str, s: Any, shape: tuple[int, ...]) -> dict[str, Any]:
+    """A 2-D TimeSeries that can be fit as activity (one unit per column)."""
+    rate, duration = _rate_of(s)
+    return {
+        "path": path,
+        "type": type(s).__name__,
+        "samples x columns": f"{shape[0]} x {shape[1]}",
+        "rate (Hz)": rate,
+        "duration (s)": duration,
+        "unit": str(s.unit),
+        "fit with": f"--series {path}",
     }
 
 
