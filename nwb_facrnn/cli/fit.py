@@ -26,8 +26,8 @@ OUTPUT_NAMES = ("output", "in_place", "copy", "name", "overwrite")
 @data_options
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Results file (default: <source stem>_facrnn.nwb next to the source).",
+    type=click.Path(path_type=Path),  # a Zarr results store is a directory
+    help="Results file or Zarr store (default: <source stem>_facrnn.nwb next to the source).",
 )
 @click.option("--in-place", is_flag=True, help="Add the results to the source file itself.")
 @click.option("--copy", is_flag=True, help="Standalone output: copy the source's data.")

@@ -338,6 +338,12 @@ def _compact_read_warnings(io, name: str):
 _SHOWN: set[tuple[str, type, str]] = set()  # (file, category, message) already shown
 
 
+def already_shown(name: str, category: type, text: str) -> bool:
+    """Whether :func:`show_compact_warnings` showed this warning (one-line ``text``) for the
+    file ``name`` in this process."""
+    return (name, category, text) in _SHOWN
+
+
 def show_compact_warnings(caught: list, name: str) -> None:
     """Warn once per distinct (category, message) of ``caught``, as one line naming ``name``.
 

@@ -21,10 +21,48 @@ from .backend import backend_for_new, detect_backend, open_io
 from .extension import ndx_facrnn
 from .links import broken_links
 from .nwb_objects import object_path
-from .results import find_results, results_name
+from .results import find_results, quiet_repeats, results_name
 
 #: Processing module that holds the results of each modality (names nwbinspector accepts).
+#: A plain TimeSeries (modality ``"series"``) is not here: see :func:`default_module`.
 MODULES = {"spikes": "ecephys", "ophys": "ophys"}
+
+#: Module of the results of a plain TimeSeries that is not in a processing module.
+SERIES_MODULE = "misc"
+
+
+def default_module(data: NeuralData) -> str:
+    """The processing module a fit of ``data`` goes to by default.
+
+    ``"ecephys"`` for units, ``"ophys"`` for ROIs; for a plain 2-D TimeSeries (modality
+    ``"series"``), the processing module the series is in (``/processing/ecephys/rates``:
+    ``"ecephys"``), else ``"misc"`` (a series in ``/acquisition``).
+    """
+    if data.modality in MODULES:
+        return MODULES[data.modality]
+    if data.modality == "series":
+        parts = activity_path(data).strip("/").split("/")
+        if len(parts) >= 3 and parts[0] == "processing":
+            return parts[1]
+        return SERIES_MODULE
+    raise OptionError(
+        f"data of modality {data.modality!r} cannot be written: expected 'spikes', 'ophys' or "
+        "'series'"
+    )
+
+
+def activity_path(data: NeuralData) -> str:
+    """Path of the object whose rows or columns are the fitted units: the unit table, or
+    the TimeSeries of a ``"series"`` fit (which has no unit table)."""
+    if data.modality == "series":
+        path = data.provenance.get("objects", {}).get("activity")
+        if not path:
+            raise OptionError(
+                "this series data does not name the TimeSeries it was read from "
+                "(provenance['objects']['activity']); read it with read_nwb(..., series=...)"
+            )
+        return str(path)
+    return data.unit_table
 
 
 def default_output(source: str | os.PathLike) -> Path:
@@ -58,7 +96,13 @@ def open_base(plan: Plan, base: Path | str):
         return
     io = open_io(base)
     try:
-        yield io, io.read()
+        if plan.is_source(base):
+            nwbfile = io.read()
+        else:  # an existing results file: its source's warnings were shown reading the source
+            with quiet_repeats() as opened:
+                nwbfile = io.read()
+                opened(nwbfile, str(base))
+        yield io, nwbfile
     finally:
         io.close()
 
@@ -88,7 +132,8 @@ class Destination:
         Replace a fit of the same name; otherwise a fit with the same name and settings
         raises :class:`~nwb_facrnn.errors.OutputExistsError`.
     module : str or None
-        Processing module; default ``"ecephys"`` for units, ``"ophys"`` for ROIs.
+        Processing module; default ``"ecephys"`` for units, ``"ophys"`` for ROIs, and for
+        the columns of a plain TimeSeries the module the series is in (else ``"misc"``).
     """
 
     output: str | os.PathLike | None = None
@@ -191,7 +236,7 @@ def plan_destination(params: dict[str, Any], data: NeuralData, where: Destinatio
         raise OptionError(f"name must be a non-empty string without '/', got {name!r}")
     common = {
         "overwrite": where.overwrite,
-        "module": where.module or MODULES[data.modality],
+        "module": where.module or default_module(data),
         "name": name,
         "default_name": results_name(params),
         "identity": _identity(params, data_fingerprint(data)),
@@ -432,8 +477,12 @@ def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 
 def _unit_table(nwbfile, data: NeuralData, path: Path):
-    """The Units table or PlaneSegmentation the data was read from, checked for its ids."""
-    table = next((o for o in nwbfile.objects.values() if object_path(o) == data.unit_table), None)
+    """The Units table or PlaneSegmentation the data was read from, checked for its ids; for
+    a plain TimeSeries (modality ``"series"``), the series, checked for its columns."""
+    where = activity_path(data)
+    table = next((o for o in nwbfile.objects.values() if object_path(o) == where), None)
+    if data.modality == "series":
+        return _activity_series(table, data, path, where)
     if table is None:
         raise NWBReadError(path, data.unit_table, "the table the data was read from is missing")
     ids = np.asarray(table.id[:])
@@ -446,6 +495,25 @@ def _unit_table(nwbfile, data: NeuralData, path: Path):
             "that were fit (was the data read from another file?)",
         )
     return table
+
+
+def _activity_series(series, data: NeuralData, path: Path, where: str):
+    """The TimeSeries whose columns were fit, checked to have a column for every unit id."""
+    from .nwb_objects import data_shape
+
+    if series is None or getattr(series, "data", None) is None:
+        raise NWBReadError(path, where, "the TimeSeries the data was read from is missing")
+    shape = data_shape(series.data)
+    ids = np.asarray(data.unit_ids)
+    n = shape[1] if len(shape) == 2 else 0
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        raise NWBReadError(
+            path,
+            where,
+            f"has {n} column(s), shape {tuple(shape)}; the fit used columns up to "
+            f"{int(ids.max())} (was the data read from another file?)",
+        )
+    return series
 
 
 def _choose_name(pm, plan: Plan, path: Path) -> tuple[str, bool]:

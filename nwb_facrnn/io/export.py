@@ -11,12 +11,15 @@ datasets (table columns such as spike times, which indexes and regions refer to)
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from .backend import Backend
+from .backend import Backend, show_compact_warnings
 
 #: Numeric datasets of the source at least this large are linked, not copied.
 LINK_MIN_BYTES = 64 << 10
@@ -53,6 +56,46 @@ def _linking(io_class):
     return LinkingIO
 
 
+@contextlib.contextmanager
+def unindexed_columns(nwbfile) -> Iterator[None]:
+    """Let pynwb write back the predefined columns a file stores without their index.
+
+    Some writers (MatNWB) store a column the schema gives an index (Units ``electrodes``,
+    one electrode per unit) as a plain column without ``<name>_index``.  pynwb reads such a
+    table, but cannot build it again: its mapper asks the table for the missing
+    ``<name>_index`` attribute (``ContainerConfigurationError``), and for ``electrodes``
+    asks the column for the index's ``target``.  While the context is open, the missing
+    index attribute is None (so none is written, as in the source) and a plain
+    DynamicTableRegion stands as its own ``target``; both are undone on exit.  Nothing is
+    changed in any file.
+    """
+    from hdmf.common import DynamicTable, DynamicTableRegion, VectorIndex
+
+    added: list[tuple[object, str]] = []
+    try:
+        for obj in list(nwbfile.objects.values()):
+            if not isinstance(obj, DynamicTable):
+                continue
+            for spec in getattr(obj, "__columns__", ()):
+                name = spec.get("name")
+                if not spec.get("index") or name not in obj.colnames:
+                    continue
+                if hasattr(obj, f"{name}_index"):
+                    continue
+                column = obj[name]
+                if isinstance(column, VectorIndex):  # indexed after all
+                    continue
+                obj.__dict__[f"{name}_index"] = None
+                added.append((obj, f"{name}_index"))
+                if isinstance(column, DynamicTableRegion) and "target" not in vars(column):
+                    column.__dict__["target"] = column
+                    added.append((column, "target"))
+        yield
+    finally:
+        for obj, attr in reversed(added):
+            obj.__dict__.pop(attr, None)
+
+
 def export_nwbfile(
     src_io,
     nwbfile,
@@ -60,6 +103,7 @@ def export_nwbfile(
     backend: Backend,
     link_source: bool,
     keep_links: bool = True,
+    name: str | os.PathLike | None = None,
 ) -> None:
     """Export ``nwbfile`` (read through ``src_io``) to a new file at ``path``.
 
@@ -79,6 +123,10 @@ def export_nwbfile(
     keep_links : bool, default True
         Keep the links the source itself has (to data in other files); False copies their
         data in (a standalone file).
+    name : path, optional
+        The file as the user knows it (``path`` may be a temporary file that replaces it):
+        the library warnings of the write (an object of the source missing a required
+        value ...) are shown once each, on one line naming it.
     """
     from hdmf.backends.hdf5 import HDF5IO
 
@@ -98,7 +146,14 @@ def export_nwbfile(
 
         io_class = _linking(NWBHDF5IO)
         kwargs = {}
-    with io_class(str(Path(path)), mode="w", **kwargs) as io:
-        io.link_min_bytes = LINK_MIN_BYTES if (link_source and same_backend) else None
-        target = {"container" if backend == "zarr" else "nwbfile": nwbfile}
-        io.export(src_io=src_io, write_args=write_args, **target)
+    try:
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            unindexed_columns(nwbfile),
+            io_class(str(Path(path)), mode="w", **kwargs) as io,
+        ):
+            io.link_min_bytes = LINK_MIN_BYTES if (link_source and same_backend) else None
+            target = {"container" if backend == "zarr" else "nwbfile": nwbfile}
+            io.export(src_io=src_io, write_args=write_args, **target)
+    finally:
+        show_compact_warnings(caught, str(name if name is not None else path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -37,9 +38,11 @@ class FitResults:
     trial_ids : numpy.ndarray or None, shape (T,)
         Trial id of every row (None for continuous data).
     unit_ids : numpy.ndarray, shape (N,)
-        ``id`` of every modeled unit or ROI in ``unit_table``.
+        ``id`` of every modeled unit or ROI in ``unit_table``; for a fit of a plain
+        TimeSeries' columns, the column indices.
     unit_table : str
-        Path of the Units table or PlaneSegmentation the rows link to.
+        Path of the Units table or PlaneSegmentation the rows link to; ``""`` for a fit of
+        a plain TimeSeries' columns (its path is ``provenance["objects"]["activity"]``).
     output_loadings : numpy.ndarray or None, shape (N, K)
         ``A`` (None for an MLP decoder).
     input_loadings : numpy.ndarray or None, shape (K, N)
@@ -184,10 +187,78 @@ def _select(nwbfile, path: str, name: str | None):
     raise NWBReadError(path, "/processing", f"has no FacRNN fit named {name!r}; fits: {names}")
 
 
+@contextlib.contextmanager
 def _open(path):
+    """:func:`~nwb_facrnn.io.reader.open_nwbfile`, without the library warnings already shown
+    for the files its fits were made from (see :func:`quiet_repeats`)."""
     from .reader import open_nwbfile
 
-    return open_nwbfile(path)
+    with contextlib.ExitStack() as stack:
+        with quiet_repeats() as opened:
+            nwbfile, source, backend = stack.enter_context(open_nwbfile(path))
+            opened(nwbfile, source)
+        yield nwbfile, source, backend
+
+
+@contextlib.contextmanager
+def quiet_repeats():
+    """Hold back the library warnings of reading a results file that repeat its source's.
+
+    A results file holds (links or copies) the content of the file its fits were made from,
+    so reading it raises the library warnings reading that file raised (an OpticalSeries
+    with both data and external_file ...).  Within the block, warnings are recorded;
+    call the yielded function with the file read and its name (the name the read's
+    warnings carry, see :func:`~nwb_facrnn.io.backend.show_compact_warnings`).  On exit each
+    recorded warning is shown again, but for one whose message this process has already
+    shown for a source of the file's fits (a fit reads its source, writes, then reads the
+    results).  A read that fails shows every recorded warning.
+    """
+    seen: dict[str, Any] = {}
+
+    def opened(nwbfile, name: str) -> None:
+        seen["nwbfile"], seen["name"] = nwbfile, str(name)
+
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield opened
+    finally:
+        sources = _fit_sources(seen["nwbfile"]) if "nwbfile" in seen else set()
+        prefix = f"{seen.get('name')}: "
+        for w in caught:
+            text = str(w.message)
+            if (
+                sources
+                and text.startswith(prefix)
+                and _shown_for(sources, w.category, text[len(prefix) :])
+            ):
+                continue
+            # shown as it was (a compact one under backend's module, for the filters)
+            module = "nwb_facrnn.io.backend" if w.filename == "nwb-facrnn" else None
+            warnings.warn_explicit(
+                w.message, w.category, w.filename, w.lineno, module=module, source=w.source
+            )
+
+
+def _fit_sources(nwbfile) -> set[str]:
+    """The files the fits in ``nwbfile`` were read from, as their reads named them."""
+    names: set[str] = set()
+    try:
+        for res in find_results(nwbfile):
+            provenance = json.loads(res.model.provenance)
+            remote = provenance.get("remote") or {}
+            for key in (provenance.get("source"), remote.get("local_path")):
+                if key:
+                    names.add(str(key))
+    except Exception:  # an unreadable fit: its warnings are shown, the read says the rest
+        return names
+    return names
+
+
+def _shown_for(sources: set[str], category: type, text: str) -> bool:
+    from .backend import already_shown
+
+    return any(already_shown(name, category, text) for name in sources)
 
 
 def read_results(path: str | os.PathLike, name: str | None = None) -> FitResults:
@@ -229,6 +300,9 @@ def read_results(path: str | os.PathLike, name: str | None = None) -> FitResults
             rows = np.asarray(region.data[:])
             unit_ids = np.asarray(region.table.id[:])[rows]
             unit_table = object_path(region.table)
+        elif conn is not None:  # the columns of a TimeSeries: the row ids are the columns
+            unit_ids = np.asarray(conn.id[:])
+            unit_table = ""
         metrics, steps = fit_metrics(model.fit_metrics)
         out = FitResults(
             name=res.name,

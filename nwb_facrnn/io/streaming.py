@@ -63,7 +63,6 @@ def open_remote(
     and ``stats`` (a live :class:`~nwb_facrnn.io.remote.TransferStats`).
     """
     import h5py
-    from pynwb import NWBHDF5IO
 
     from .remote import HTTPRangeFile, RemoteReadError, TransferStats
 
@@ -87,14 +86,14 @@ def open_remote(
                 raise RemoteSourceError(
                     asset.name, "/", "an HDF5 file without the nwb_version attribute: not NWB"
                 )
-            io = stack.enter_context(NWBHDF5IO(file=h5, mode="r", load_namespaces=True))
-            nwbfile = io.read()
+            io = stack.enter_context(_reader(h5, asset.name))
         except (NWBReadError, RemoteReadError):
             raise
         except OSError as err:
             raise RemoteSourceError(
                 asset.name, "/", f"cannot be read as HDF5 ({type(err).__name__}: {err})"
             ) from None
+        nwbfile = _read(io, asset.name)
         details = {
             "url": asset.url,
             "size": raw.size,
@@ -103,6 +102,55 @@ def open_remote(
             "io": io,
         }
         yield nwbfile, asset.name, details
+
+
+def _reader(h5, name: str):
+    """An ``NWBHDF5IO`` on the open remote ``h5`` whose ``read()`` handles warnings and the
+    version attribute as local reads do (:func:`~nwb_facrnn.io.backend.open_io`): each
+    distinct library warning shown once, on one line naming ``name``."""
+    from pynwb import NWBHDF5IO
+
+    from .backend import _compact_read_warnings, _skipping_version_check, _version_needs_own_check
+
+    io = NWBHDF5IO(file=h5, mode="r", load_namespaces=True)
+    if _version_needs_own_check(h5.attrs.get("nwb_version")):
+        io.read = _skipping_version_check(io)
+    return _compact_read_warnings(io, name)
+
+
+def _read(io, name: str):
+    """``io.read()``; what pynwb, hdmf or h5py raise for a file they cannot read becomes one
+    line naming the remote file and the object (as for local files, see
+    :func:`~nwb_facrnn.io.reader.open_nwbfile`)."""
+    from .reader import _describe_read_error
+    from .remote import RemoteReadError
+
+    try:
+        return io.read()
+    except (NWBReadError, RemoteReadError):
+        raise
+    except Exception as err:  # anything pynwb/hdmf/h5py raise for a broken file
+        remote = _chained(err, RemoteReadError)
+        if remote is not None:  # the transfer failed under h5py: say so, not "broken file"
+            raise remote from None
+        if isinstance(err, OSError):
+            raise RemoteSourceError(
+                name, "/", f"cannot be read as HDF5 ({type(err).__name__}: {err})"
+            ) from None
+        where, why = _describe_read_error(err)
+        raise RemoteSourceError(name, where, f"cannot be read as NWB ({why})") from None
+
+
+def _chained(err: BaseException, kind: type) -> BaseException | None:
+    """The first exception of type ``kind`` in ``err``'s chain (causes and contexts)."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        if isinstance(e, kind):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def download_asset(

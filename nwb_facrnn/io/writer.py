@@ -61,10 +61,13 @@ def store_results(
     The results go into a ``FacRNNResults`` container (the ``ndx-facrnn`` extension, whose
     spec is cached in the file) in the processing module of the modality (``ecephys`` for
     units, ``ophys`` for ROIs), linked to the Units table or PlaneSegmentation rows that were
-    fit.  Nothing is computed here: the latents, connectivity, metrics and model state are
-    stored as given.  Every write goes to a temporary file beside the destination, which then
-    replaces it in one atomic step: a failed or killed write leaves every existing file as it
-    was.  Most callers want :func:`nwb_facrnn.write_results` (from a fitted model).
+    fit.  The columns of a plain TimeSeries (modality ``"series"``) have no table: their fit
+    goes to the module the series is in (``misc`` outside ``/processing``), and the
+    connectivity table's row ids are the fitted column indices.  Nothing is computed here:
+    the latents, connectivity, metrics and model state are stored as given.  Every write
+    goes to a temporary file beside the destination, which then replaces it in one atomic
+    step: a failed or killed write leaves every existing file as it was.  Most callers want
+    :func:`nwb_facrnn.write_results` (from a fitted model).
 
     Parameters
     ----------
@@ -121,6 +124,7 @@ def store_results(
                 out_backend,
                 link_source=new_file and not plan.copy,
                 keep_links=not plan.copy,
+                name=plan.dest,
             )
     return WrittenFit.at(plan.dest, fit_name, plan.module)
 
@@ -131,17 +135,19 @@ def prune_to_table(nwbfile, table) -> None:
 
     What a standalone results file of a remote source holds besides the results: the subject
     and session metadata (``general``: devices, electrodes, imaging planes), the trials, and
-    the Units table or PlaneSegmentation the results link to.
+    the Units table or PlaneSegmentation the results link to (or the TimeSeries whose
+    columns were fit).
     """
     for group in ("acquisition", "stimulus", "stimulus_template", "analysis", "scratch"):
         holder = getattr(nwbfile, group, None)
         for key in list(holder or {}):
-            holder.pop(key)
+            if holder[key] is not table:  # a TimeSeries whose columns were fit stays
+                holder.pop(key)
     for key in list(nwbfile.intervals or {}):  # epochs etc. may refer to dropped series
         if key != "trials":
             nwbfile.intervals.pop(key)
             nwbfile.fields.pop(key, None)  # epochs, invalid_times are also file fields
-    keep = {id(table), id(table.parent)}
+    keep = {id(table), id(getattr(table, "parent", None))}
     for pm_name in list(nwbfile.processing):
         pm = nwbfile.processing[pm_name]
         for key in list(pm.data_interfaces):
@@ -229,6 +235,8 @@ def _build_container(name: str, table, data: NeuralData, contents: dict[str, Any
     """The ``FacRNNResults`` container of one fit."""
     from hdmf.common import DynamicTable, DynamicTableRegion, VectorData
 
+    from .nwb_objects import object_path
+
     ext = ndx_facrnn()
     m = contents["model"]
     g, h = int(m["n_groups"]), int(m["group_rank"])
@@ -287,14 +295,25 @@ def _build_container(name: str, table, data: NeuralData, contents: dict[str, Any
         **({} if lat["trial_ids"] is None else {"trial_ids": lat["trial_ids"]}),
     )
 
-    rows = _table_rows(table, data.unit_ids)
-    kind = "units" if data.modality == "spikes" else "rois"
-    what = "Units table" if kind == "units" else "PlaneSegmentation"
-    columns = [
-        DynamicTableRegion(
-            name=kind, data=rows, description=f"Row of the {what} that was fit", table=table
-        )
-    ]
+    if data.modality == "series":
+        # the units are columns of a TimeSeries: no table to refer to; a row's id is the
+        # column it stands for (the series' path is in the model's provenance, "objects")
+        ids = np.asarray(data.unit_ids, dtype=np.int64)
+        columns = []
+        rows_of = f"fitted column of {object_path(table)} (row id = column index)"
+    else:
+        ids = np.arange(len(data.unit_ids))
+        kind = "units" if data.modality == "spikes" else "rois"
+        what = "Units table" if kind == "units" else "PlaneSegmentation"
+        columns = [
+            DynamicTableRegion(
+                name=kind,
+                data=_table_rows(table, data.unit_ids),
+                description=f"Row of the {what} that was fit",
+                table=table,
+            )
+        ]
+        rows_of = f"fitted {kind[:-1]}"
     conn = contents["connectivity"]
     docs = {c["name"]: c["description"] for c in ext.LowRankConnectivity.__columns__}
     for key in ("output_loadings", "input_loadings", "group_strength", "dominant_group"):
@@ -302,9 +321,9 @@ def _build_container(name: str, table, data: NeuralData, contents: dict[str, Any
             columns.append(VectorData(name=key, description=docs[key], data=conn[key]))
     connectivity = ext.LowRankConnectivity(
         name="connectivity",
-        description=f"FacRNN low-rank connectivity W = A B, one row per fitted {kind[:-1]}.",
+        description=f"FacRNN low-rank connectivity W = A B, one row per {rows_of}.",
         columns=columns,
-        id=np.arange(len(rows)),
+        id=ids,
         n_groups=np.int32(g),
         group_rank=np.int32(h),
     )
