@@ -113,7 +113,8 @@ PYNWB_SAYS = (
     "Format must be 'external' when external_file is specified.",
     "Either external_file or data must be specified (not None), but not both.",
 )
-LINE = re.compile(r"^nwb-facrnn:0: (\w+): (.+?): (OpticalSeries '\w+'.*)$")
+# the CLI shows "Category: message"; Python's own display adds "nwb-facrnn:0: " before it
+LINE = re.compile(r"^(?:nwb-facrnn:0: )?(\w+): (.+?): (OpticalSeries '\w+'.*)$")
 
 
 def _read_warnings(*names: str) -> list[str]:

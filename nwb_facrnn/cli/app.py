@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 from rich.console import Console
@@ -55,6 +56,13 @@ def progress_bar() -> Progress:
     )
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show a warning as ``Category: message`` on one line: no source file, no source line
+    (the message itself names the NWB file and object)."""
+    text = " ".join(str(message).split())
+    print(f"{category.__name__}: {text}", file=sys.stderr if file is None else file)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nwb-facrnn")
 @debug_option
@@ -70,3 +78,4 @@ def main() -> None:
       nwb-facrnn report RESULTS.nwb         figures of a fit (PNG + HTML)
       nwb-facrnn view RESULTS.nwb           the fit on the field of view in napari
     """
+    warnings.showwarning = _one_line_warning
