@@ -146,7 +146,8 @@ def test_series_that_is_not_2d_with_columns_is_a_read_error(tmp_path, name, foun
 
 def test_file_with_only_a_series_says_how_to_fit_it(tmp_path):
     path = _binned_rates_file(tmp_path / "rates.nwb", units=False)
-    with pytest.raises(NWBReadError, match=r"nothing to fit.*series=PATH: " + SERIES):
+    hint = r"nothing to fit.*pass --series PATH \(series= in Python\): "
+    with pytest.raises(NWBReadError, match=hint + SERIES):
         read_nwb(path)
     with pytest.raises(NWBReadError, match=r"no RoiResponseSeries named 'nope'.*" + SERIES):
         read_nwb(path, series="nope")
@@ -222,3 +223,21 @@ def test_fit_1d_or_3d_series_is_one_line_naming_it(tmp_path, name, found):
     proc = run_cli("fit", path, "--series", name, *FIT, "--output", tmp_path / "x.nwb")
     _assert_one_line_error(proc, str(path), f"{name}/data", found, "expected 2-D numeric data")
     assert not (tmp_path / "x.nwb").exists()
+
+
+def test_voltage_channels_and_two_sample_series_are_not_offered_as_activity(tmp_path):
+    """An ElectricalSeries holds channels of raw voltage, not units, and a series of two
+    samples has too few for a fit: neither is listed, nor offered by "nothing to fit"."""
+    from pynwb import TimeSeries
+    from pynwb.testing.mock.ecephys import mock_ElectricalSeries
+
+    nwbfile = _nwbfile()
+    mock_ElectricalSeries(nwbfile=nwbfile)
+    nwbfile.add_acquisition(TimeSeries(name="two", data=np.ones((2, 4)), unit="a.u.", rate=1.0))
+    path = _write(nwbfile, tmp_path / "voltage.nwb")
+    with pytest.raises(NWBReadError, match=r"nothing to fit") as err:
+        read_nwb(path)
+    assert "--series" not in str(err.value)
+    proc = run_cli("info", path)
+    assert proc.returncode == 0, proc.stderr
+    assert "can be fit as activity" not in proc.stdout and "ElectricalSeries" in proc.stdout

@@ -96,9 +96,8 @@ def find_roi_series(nwbfile: Any, source: str, series: str | None) -> RoiSeries:
         from .timeseries import describe_activity_series
 
         plain = describe_activity_series(nwbfile)
-        more = (
-            f"; 2-D TimeSeries that can be fit as activity (series=PATH): {plain}" if plain else ""
-        )
+        more = f"; 2-D TimeSeries that can be fit as activity (--series PATH): {plain}"
+        more = more if plain else ""
         raise NWBReadError(
             source, "/processing", f"no RoiResponseSeries (DfOverF/Fluorescence){more}"
         )

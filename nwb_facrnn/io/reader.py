@@ -411,7 +411,8 @@ def _choose_modality(
     if list_roi_series(nwbfile):
         return "ophys"
     plain = describe_activity_series(nwbfile)
-    hint = f"; to fit a 2-D TimeSeries (time x units) pass series=PATH: {plain}" if plain else ""
+    hint = "; to fit a 2-D TimeSeries (time x units) pass --series PATH (series= in Python): "
+    hint = hint + plain if plain else ""
     raise NWBReadError(
         source,
         "/",

@@ -55,11 +55,13 @@ class ActivitySeries:
 
 
 def _is_excluded(series: Any) -> bool:
-    """ROI traces (read as imaging), movies and FacRNN latents are not plain activity."""
+    """ROI traces (read as imaging), movies, extracellular voltage (channels, not units; an
+    explicit ``series=`` still reads it) and FacRNN latents are not listed as activity."""
+    from pynwb.ecephys import ElectricalSeries
     from pynwb.image import ImageSeries
     from pynwb.ophys import RoiResponseSeries
 
-    if isinstance(series, RoiResponseSeries | ImageSeries):
+    if isinstance(series, RoiResponseSeries | ImageSeries | ElectricalSeries):
         return True
     return type(series).__name__ == "LatentTrajectories"
 
@@ -77,8 +79,9 @@ def _numeric(data: Any) -> bool:
 def list_activity_series(nwbfile: Any) -> list[tuple[str, Any, tuple[int, ...]]]:
     """Every TimeSeries in acquisition and processing that can be fit as activity.
 
-    That is 2-D numeric data with at least 2 columns (time x units), and not a
-    RoiResponseSeries (read as imaging), an ImageSeries or a FacRNN fit's latents.  Only
+    That is 2-D numeric data with at least 3 samples and 2 columns (time x units), and not
+    a RoiResponseSeries (read as imaging), an ImageSeries, an ElectricalSeries or a FacRNN
+    fit's latents.  Only
     metadata is read.
 
     Returns
@@ -90,7 +93,8 @@ def list_activity_series(nwbfile: Any) -> list[tuple[str, Any, tuple[int, ...]]]
         if not path.startswith(_ACTIVITY_GROUPS) or _is_excluded(s) or s.data is None:
             continue
         shape = data_shape(s.data)
-        if len(shape) == 2 and shape[0] > 0 and shape[1] >= 2 and _numeric(s.data):
+        # at least 3 samples: 2 transitions, the fewest a fit takes
+        if len(shape) == 2 and shape[0] >= 3 and shape[1] >= 2 and _numeric(s.data):
             found.append((path, s, shape))
     return found
 
