@@ -68,7 +68,10 @@ def test_facrnn_subconnectivity_beats_lrrnn(paper_data, facrnn_fit, lrrnn_fit):
 def test_loss_decreases(facrnn_fit, lrrnn_fit):
     for model in (facrnn_fit, lrrnn_fit):
         total = model.history_["total"]
-        assert len(total) == model.n_epochs_ == model.max_epochs
+        # the default budget on the paper's 999 training transitions: 100 epochs of 8 steps
+        assert len(total) == model.n_epochs_ == 100 and model.max_epochs is None
+        assert model.n_steps_ == 800 and model.steps_per_row_ == 8
+        assert model.samples_seen_ == 100 * 999
         assert total[-10:].mean() < total[:5].mean() - 0.5
     assert set(facrnn_fit.history_) == {"total", "reconstruction", "kl", "pc", "bd"}
     assert np.all(lrrnn_fit.history_["pc"] == 0)  # beta = 0: the penalty is not even computed

@@ -88,6 +88,25 @@ def _none(ctx: click.Context, param: click.Parameter, value):
     return None if value == "none" else value
 
 
+class _IntOrNone(click.ParamType):
+    """An integer, or ``none`` for None."""
+
+    name = "integer|none"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "none":
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an integer or 'none'", param, ctx)
+
+
+_INT_OR_NONE = _IntOrNone()
+
+
 def _option(p: inspect.Parameter, doc: dict[str, tuple[str, str]]) -> click.Option:
     """The option of the FacRNN argument ``p``."""
     flag = "--" + p.name.replace("_", "-")
@@ -116,6 +135,14 @@ def _option(p: inspect.Parameter, doc: dict[str, tuple[str, str]]) -> click.Opti
             help=helptext,
         )
     base = annotation.split("|")[0].strip()
+    if base == "int" and "None" in annotation:
+        return click.Option(  # --max-epochs, --max-steps: an integer, or "none"
+            decls,
+            type=_INT_OR_NONE,
+            default=p.default,
+            show_default=p.default is not None,
+            help=helptext,
+        )
     return click.Option(
         decls,
         type={"int": int, "float": float}.get(base, str),

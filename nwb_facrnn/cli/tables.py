@@ -38,7 +38,10 @@ def fit_table(outcome) -> Table:
     table.add_column("value", justify="right")
     table.add_row("groups x rank", f"{res.n_groups} x {res.group_rank}")
     table.add_row("fit time (s)", f"{outcome.model.fit_time_:.1f}")
-    table.add_row("epochs", str(outcome.model.n_epochs_))
+    model = outcome.model
+    table.add_row("steps (epochs)", f"{model.n_steps_} ({model.n_epochs_})")
+    table.add_row("samples seen", f"{model.samples_seen_:,}")
+    table.add_row("samples/s", f"{model.samples_per_second_:,.0f}")
     table.add_row("standardized", _standardized(outcome.model))
     for key, value in outcome.metrics.items():
         table.add_row(key, f"{value:.4f}")

@@ -241,15 +241,18 @@ def _build_container(name: str, table, data: NeuralData, contents: dict[str, Any
     m = contents["model"]
     g, h = int(m["n_groups"]), int(m["group_rank"])
     history = contents["history"]
-    n_epochs = len(next(iter(history.values()))) if history else 0
+    n_rows = len(next(iter(history.values()))) if history else 0
+    per_row = json.loads(m["fitted_attributes"]).get("steps_per_row_") or 0
+    rows = f"{per_row} optimisation steps" if per_row else "training epoch"
     training = DynamicTable(
         name="training_history",
-        description="One row per training epoch: the objective per sample and its terms.",
+        description=f"One row per {rows} (an epoch, or a hundredth of a fit that its step "
+        "budget ended): the objective per sample and its terms, averaged over the row.",
         columns=[
             VectorData(name=key, description=f"'{key}' term of the objective", data=v)
             for key, v in history.items()
         ],
-        id=np.arange(n_epochs),
+        id=np.arange(n_rows),
     )
     metrics = contents["metrics"]
     fit_metrics = DynamicTable(

@@ -441,6 +441,10 @@ def train_spawned(
         n_epochs=int(result["n_epochs"]),
         stopped_early=bool(result["stopped_early"]),
         rank_divergence=float(result["rank_divergence"]),
+        n_steps=int(result["n_steps"]),
+        samples_seen=int(result["samples_seen"]),
+        train_time=float(result["train_time"]),
+        steps_per_row=int(result["steps_per_row"]),
     )
 
 
@@ -564,6 +568,10 @@ def _save_result(module: torch.nn.Module, result: TrainResult, divergence: float
         "n_epochs": int(result.n_epochs),
         "stopped_early": bool(result.stopped_early),
         "rank_divergence": float(divergence),
+        "n_steps": int(result.n_steps),
+        "samples_seen": int(result.samples_seen),
+        "train_time": float(result.train_time),
+        "steps_per_row": int(result.steps_per_row),
     }
     write_file(folder / "result.pt", lambda tmp: torch.save(out, tmp))
 

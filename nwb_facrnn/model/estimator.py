@@ -112,11 +112,24 @@ class FacRNN:
     n_init : int
         Restarts trained together in one batched model; the one with the best
         final training objective is kept (as scikit-learn's KMeans does).
-    max_epochs, batch_size, learning_rate :
-        Adam optimisation settings; an epoch is one pass over all transitions.
+    max_epochs, max_steps : int or None
+        How long to train: passes over all transitions, and optimisation steps
+        (minibatches), at most; training stops at whichever limit comes first.
+        Given neither (the default), the budget is 100 epochs or 2000 steps,
+        whichever comes first: a short recording (under 20 minibatches per
+        epoch, e.g. the paper's 2000 bins) trains its 100 epochs as FacRNN
+        always did, and a long one stops after 2000 steps, all its fit needs
+        whatever its length (a 200 000-bin session recovers its groups within
+        one pass).  ``max_epochs`` alone trains exactly that many epochs;
+        ``max_steps`` alone, exactly that many steps.
+    batch_size, learning_rate :
+        Adam settings (a cosine schedule lowers the rate to 1 % of
+        ``learning_rate``, once per epoch, or in 100 stages when the step budget
+        ends the fit).
     early_stopping : bool
         Hold out ``validation_fraction`` of the transitions and stop when no
-        restart improved its held-out objective for ``n_iter_no_change`` epochs.
+        restart improved its held-out objective for ``n_iter_no_change`` rows of
+        the history (epochs, or hundredths of a step-limited fit).
     seed : int
         Makes the fit reproducible (on CPU, bit for bit).
     device : {"auto", "cpu", "cuda", ...}
@@ -160,13 +173,19 @@ class FacRNN:
         Each unit's mean over its observed values; stands in for unobserved
         values (see ``mask``) as encoder input.
     history_ : dict of numpy.ndarray
-        Per-epoch ``total, reconstruction, kl, pc, bd`` of the kept restart
-        (and ``validation`` with early stopping).
+        ``total, reconstruction, kl, pc, bd`` of the kept restart (and
+        ``validation`` with early stopping), one value per row of
+        ``steps_per_row_`` steps: per epoch, or per hundredth of a fit that the
+        step budget ends.
     init_objectives_ : numpy.ndarray, shape (n_init,)
         Final objective of every restart; ``best_init_`` indexes the kept one.
     n_features_in_, n_samples_, n_epochs_, stopped_early_, fit_time_ :
-        Units, training transitions, epochs run, whether early stopping ended
-        the fit, seconds spent in ``fit``.
+        Units, training transitions, passes over them begun (the last may be
+        partial), whether early stopping ended the fit, seconds spent in ``fit``.
+    n_steps_, samples_seen_, samples_per_second_, steps_per_row_ :
+        Optimisation steps taken, training samples they used (every restart
+        sees the same ones), their rate during training, and the steps per
+        row of ``history_``.
     """
 
     def __init__(
@@ -187,7 +206,8 @@ class FacRNN:
         postprocess: str | None = None,
         init: str = "auto",
         n_init: int = 4,
-        max_epochs: int = 100,
+        max_epochs: int | None = None,
+        max_steps: int | None = None,
         batch_size: int = 128,
         learning_rate: float = 3e-3,
         early_stopping: bool = False,
@@ -215,6 +235,7 @@ class FacRNN:
         self.init = init
         self.n_init = n_init
         self.max_epochs = max_epochs
+        self.max_steps = max_steps
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.early_stopping = early_stopping
@@ -352,6 +373,7 @@ class FacRNN:
         objective = self._objective()
         options = TrainOptions(
             max_epochs=self.max_epochs,
+            max_steps=self.max_steps,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             seed=self.seed,
@@ -377,6 +399,10 @@ class FacRNN:
         if result.val_history is not None:
             self.history_["validation"] = result.val_history[:, best]
         self.n_epochs_ = result.n_epochs
+        self.n_steps_ = result.n_steps
+        self.samples_seen_ = result.samples_seen
+        self.samples_per_second_ = result.samples_seen / max(result.train_time, 1e-9)
+        self.steps_per_row_ = result.steps_per_row
         self.stopped_early_ = result.stopped_early
         self.module_ = self._new_module(1).to(device)
         self.module_.load_state_dict(module.select(best))

@@ -36,9 +36,13 @@ def check_params(p: Mapping[str, Any]) -> None:
     def is_int(v: Any) -> bool:
         return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
-    for name in ("n_groups", "group_rank", "n_init", "max_epochs", "batch_size", "devices"):
+    for name in ("n_groups", "group_rank", "n_init", "batch_size", "devices"):
         v = p[name]
         check(is_int(v) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
+    for name in ("max_epochs", "max_steps"):
+        v = p[name]
+        ok = v is None or (is_int(v) and v >= 1)
+        check(ok, f"{name} must be None or an integer >= 1, got {v!r}")
     check(p["batch_size"] >= 2, f"batch_size must be >= 2, got {p['batch_size']}")
     for name in ("beta", "alpha"):
         v = p[name]

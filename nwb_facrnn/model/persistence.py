@@ -40,6 +40,18 @@ FITTED_SCALARS: dict[str, type] = {
     "n_epochs_": int,
     "stopped_early_": bool,
     "fit_time_": float,
+    "n_steps_": int,
+    "samples_seen_": int,
+    "samples_per_second_": float,
+    "steps_per_row_": int,
+}
+
+#: Learned attributes that models saved before they existed lack: 0 or NaN (unknown).
+_UNKNOWN_BEFORE = {
+    "n_steps_": 0,
+    "samples_seen_": 0,
+    "samples_per_second_": float("nan"),
+    "steps_per_row_": 0,
 }
 
 
@@ -109,7 +121,7 @@ def from_state(cls: type[FacRNN], state: ModelState, device: str, origin: str) -
     model = cls(**{"standardize": "never", **meta["params"]}, device=device)
     try:
         for k, kind in FITTED_SCALARS.items():
-            setattr(model, k, kind(meta[k]))
+            setattr(model, k, kind(meta[k] if k in meta else _UNKNOWN_BEFORE[k]))
     except KeyError as err:
         raise OptionError(f"{origin}: the saved model lacks {err.args[0]!r}") from None
     model.history_ = dict(state.history)

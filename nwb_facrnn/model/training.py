@@ -16,6 +16,7 @@ is exactly the one-process loop.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -216,8 +217,8 @@ class TrainOptions:
 
     Attributes
     ----------
-    max_epochs : int
-        Passes over all training samples.
+    max_epochs : int or None
+        Passes over all training samples, at most (None: no limit in epochs).
     batch_size : int
         Samples ``M`` per minibatch (per global minibatch in data-parallel training).
     learning_rate : float
@@ -225,17 +226,69 @@ class TrainOptions:
     seed : int
         Seeds the minibatch permutations (``seed``) and the encoder noise (``seed + 1``).
     n_iter_no_change : int
-        With validation samples: epochs without improvement before training stops.
+        With validation samples: rows (see :func:`step_plan`) without improvement
+        before training stops.
     progress : bool
         Show a progress bar with the loss terms.
+    max_steps : int or None
+        Optimisation steps (minibatches), at most (None: no limit in steps).  With
+        neither limit, the default budget applies: :data:`DEFAULT_EPOCHS` epochs or
+        :data:`DEFAULT_STEPS` steps, whichever comes first.
     """
 
-    max_epochs: int
+    max_epochs: int | None
     batch_size: int
     learning_rate: float
     seed: int
     n_iter_no_change: int = 50
     progress: bool = True
+    max_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How long :func:`train` runs and how it reports.
+
+    Attributes
+    ----------
+    total : int
+        Optimisation steps: ``max_epochs`` passes of ``per_epoch`` minibatches, or
+        ``max_steps`` when that is fewer.
+    per_epoch : int
+        Minibatches per pass over the training samples.
+    row : int
+        Steps per row of the history: one epoch when the epochs end the fit (as every
+        fit of a short recording), else a hundredth of the steps.  The learning rate
+        follows its cosine schedule row by row; the callback, the progress bar and
+        early stopping work per row.
+    """
+
+    total: int
+    per_epoch: int
+    row: int
+
+    @property
+    def n_rows(self) -> int:
+        return math.ceil(self.total / self.row)
+
+
+#: The default budget (neither ``max_epochs`` nor ``max_steps`` given): a short recording
+#: trains this many epochs, as FacRNN always did ...
+DEFAULT_EPOCHS = 100
+#: ... and a long one stops after this many steps, which its fit needs whatever its length.
+DEFAULT_STEPS = 2000
+
+
+def step_plan(n_samples: int, options: TrainOptions) -> StepPlan:
+    """The :class:`StepPlan` of training on ``n_samples`` samples with ``options``."""
+    per_epoch = max(1, math.ceil(n_samples / options.batch_size))
+    epochs, steps = options.max_epochs, options.max_steps
+    if epochs is None and steps is None:
+        epochs, steps = DEFAULT_EPOCHS, DEFAULT_STEPS
+    by_epochs = math.inf if epochs is None else epochs * per_epoch
+    if steps is None or steps >= by_epochs:
+        return StepPlan(int(by_epochs), per_epoch, per_epoch)
+    return StepPlan(steps, per_epoch, max(1, math.ceil(steps / 100)))
 
 
 @dataclass
@@ -244,13 +297,16 @@ class TrainResult:
 
     Attributes
     ----------
-    history : numpy.ndarray, shape (n_epochs, 5, R)
-        Per-epoch mean of each loss term (:data:`TERMS`) for every copy.
-    val_history : numpy.ndarray or None, shape (n_epochs, R)
-        Held-out objective per epoch when early stopping is on.
+    history : numpy.ndarray, shape (n_rows, 5, R)
+        Mean of each loss term (:data:`TERMS`) for every copy over each row of steps
+        (an epoch, or a hundredth of a fit that the step budget ends; see
+        :func:`step_plan`).
+    val_history : numpy.ndarray or None, shape (n_rows, R)
+        Held-out objective per row when early stopping is on.
     final : numpy.ndarray, shape (5, R)
         Terms of the final model on the training (or validation) samples.
     n_epochs : int
+        Passes over the training samples begun (the last may be partial).
     stopped_early : bool
     rank_divergence : float or None
         Data-parallel training only: the largest absolute difference between the
@@ -264,6 +320,10 @@ class TrainResult:
     n_epochs: int
     stopped_early: bool = False
     rank_divergence: float | None = None
+    n_steps: int = 0
+    samples_seen: int = 0
+    train_time: float = 0.0
+    steps_per_row: int = 1
 
 
 @torch.no_grad()
@@ -398,29 +458,38 @@ def train(
         problem.data,
         problem.validation,
     )
-    max_epochs, batch_size, seed = options.max_epochs, options.batch_size, options.seed
+    batch_size, seed = options.batch_size, options.seed
     learning_rate, progress = options.learning_rate, options.progress
     device = data.prev.device
     n = len(data)
-    n_batches = max(1, math.ceil(n / batch_size))
+    plan = step_plan(n, options)
     perm_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
     opt = torch.optim.Adam(
         module.parameters(), lr=learning_rate, fused=device.type in ("cpu", "cuda")
     )
-    # cosine decay to 1% of the initial rate: large early steps, a precise optimum at the end
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max_epochs, eta_min=learning_rate / 100)
+    # cosine decay to 1% of the initial rate, row by row: large early steps, a precise
+    # optimum at the end
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, plan.n_rows, eta_min=learning_rate / 100
+    )
     history, val_history = [], []
     best_val, best_state, since_best = None, None, 0
     stopped = False
-    bar = tqdm(
-        range(max_epochs), desc="FacRNN fit", unit="epoch", disable=not progress, leave=False
-    )
+    bar = tqdm(total=plan.total, desc="FacRNN fit", unit="step", disable=not progress, leave=False)
+    started = time.perf_counter()
+    steps = seen = epochs = 0
+    batches: list[torch.Tensor] = []
     try:  # the bar is closed also when a callback stops the fit
-        for epoch in bar:
-            perm = torch.randperm(n, generator=perm_gen).to(device)
+        for row in range(plan.n_rows):
             acc = torch.zeros(len(TERMS), module.n_copies, device=device)
-            for idx in torch.tensor_split(perm, n_batches):
+            in_row = 0
+            for _ in range(min(plan.row, plan.total - steps)):
+                if not batches:  # a new pass over the samples
+                    perm = torch.randperm(n, generator=perm_gen).to(device)
+                    batches = list(torch.tensor_split(perm, plan.per_epoch))[::-1]
+                    epochs += 1
+                idx = batches.pop()
                 if shard is None:
                     terms = objective.terms(module, data.subset(idx), noise_gen)
                 else:
@@ -431,16 +500,20 @@ def train(
                     shard.sum_gradients(module.parameters())
                 opt.step()
                 acc += terms.detach() * len(idx)
+                in_row += len(idx)
+                steps += 1
+            seen += in_row
+            bar.update(steps - bar.n)
             if shard is not None:
                 shard.all_reduce(acc)
             sched.step()
-            epoch_terms = (acc / n).cpu().numpy()
-            history.append(epoch_terms)
+            row_terms = (acc / in_row).cpu().numpy()
+            history.append(row_terms)
             if callback is not None:
-                callback(epoch, epoch_terms)
-            if progress and (epoch % 10 == 0 or epoch == max_epochs - 1):
-                best = int(np.argmin(epoch_terms[0]))
-                bar.set_postfix({t: f"{epoch_terms[i, best]:.3g}" for i, t in enumerate(TERMS)})
+                callback(row, row_terms)
+            if progress and (row % 10 == 0 or row == plan.n_rows - 1):
+                best = int(np.argmin(row_terms[0]))
+                bar.set_postfix({t: f"{row_terms[i, best]:.3g}" for i, t in enumerate(TERMS)})
             if validation is not None:
                 val = evaluate(module, objective, validation, batch_size, seed, shard)[0]
                 val_history.append(val)
@@ -459,6 +532,7 @@ def train(
                         break
     finally:
         bar.close()
+    train_time = time.perf_counter() - started
     if best_state is not None:
         module.load_state_dict(best_state)
     final_data = validation if validation is not None else data
@@ -466,8 +540,12 @@ def train(
         history=np.stack(history),
         val_history=np.stack(val_history) if val_history else None,
         final=evaluate(module, objective, final_data, batch_size, seed, shard),
-        n_epochs=len(history),
+        n_epochs=epochs,
         stopped_early=stopped,
+        n_steps=steps,
+        samples_seen=seen,
+        train_time=train_time,
+        steps_per_row=plan.row,
     )
 
 
