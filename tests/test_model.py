@@ -114,7 +114,10 @@ def test_connectivity_attributes(facrnn_fit):
     assert facrnn_fit.n_samples_ == 999  # even steps 2..1998: no transition into step 0
     assert facrnn_fit.noise_std_.shape == (20,) and np.all(facrnn_fit.noise_std_ > 0)
     assert len(facrnn_fit.init_objectives_) == facrnn_fit.n_init
-    assert facrnn_fit.init_objectives_[facrnn_fit.best_init_] == facrnn_fit.init_objectives_.min()
+    objectives = facrnn_fit.init_objectives_
+    assert objectives[facrnn_fit.best_init_] == np.nanmin(objectives)
+    # successive halving: 4 restarts, 2 after a quarter of the steps, 1 after half
+    assert np.isnan(objectives).sum() == 3
 
 
 # ------------------------------------------------------------------ baselines
