@@ -151,26 +151,29 @@ def test_bad_trials_table_from_python(tmp_path):
 
 
 # ------------------------------------------------------------------ 4. library warnings, compact
+def optical_series(name: str):
+    """A small OpticalSeries (2 frames of 4 x 4) that a fit never uses."""
+    from pynwb.image import OpticalSeries
+
+    return OpticalSeries(
+        name=name,
+        data=np.zeros((2, 4, 4)),
+        unit="n.a.",
+        rate=30.0,
+        distance=1.0,
+        field_of_view=[0.1, 0.1],
+        orientation="up",
+    )
+
+
 def _optical_file(path: Path) -> Path:
     """Two OpticalSeries the fit never uses, each with both data and external_file (pynwb
     warns three times about each when it reads them)."""
-    from pynwb.image import OpticalSeries
-
     _spiking_file(path)
     with pynwb.NWBHDF5IO(str(path), "a") as io:
         f = io.read()
         for name in ("movie", "movie2"):
-            f.add_acquisition(
-                OpticalSeries(
-                    name=name,
-                    data=np.zeros((2, 4, 4)),
-                    unit="n.a.",
-                    rate=30.0,
-                    distance=1.0,
-                    field_of_view=[0.1, 0.1],
-                    orientation="up",
-                )
-            )
+            f.add_acquisition(optical_series(name))
         io.write(f)
     with h5py.File(path, "a") as h:
         for name in ("movie", "movie2"):

@@ -4,12 +4,12 @@ with ``--series PATH``: one unit per column, binned like ROI traces, NaN unobser
 from __future__ import annotations
 
 import re
-import warnings
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from cli_process import run_cli
+from test_corpus_units import _write
 
 from nwb_facrnn import NWBReadError, OptionError, read_nwb, read_results
 
@@ -37,16 +37,6 @@ def _nwbfile(units: bool = False):
         for _ in range(3):
             f.add_unit(spike_times=np.sort(rng.uniform(0, N_SAMPLES / RATE, 50)))
     return f
-
-
-def _write(nwbfile, path):
-    from pynwb import NWBHDF5IO
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with NWBHDF5IO(str(path), "w") as io:
-            io.write(nwbfile)
-    return path
 
 
 def _binned_rates_file(path, rates=None, units=True, trials=False):

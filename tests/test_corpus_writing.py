@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import pytest
 from cli_process import run_cli
+from test_corpus_files import optical_series
 from test_corpus_units import FIT, _plain_region, _session, _set_index, _write
 
 from nwb_facrnn import FacRNN, NWBReadError, read_nwb, read_results, write_results
@@ -81,21 +82,10 @@ def _optical(path: Path, names=("movie", "movie2")) -> Path:
     """A spiking session with OpticalSeries the fit never uses, each with both data and
     external_file (pynwb warns three times about each when it reads the file)."""
     from pynwb import NWBHDF5IO
-    from pynwb.image import OpticalSeries
 
     f = _session()
     for name in names:
-        f.add_acquisition(
-            OpticalSeries(
-                name=name,
-                data=np.zeros((2, 4, 4)),
-                unit="n.a.",
-                rate=30.0,
-                distance=1.0,
-                field_of_view=[0.1, 0.1],
-                orientation="up",
-            )
-        )
+        f.add_acquisition(optical_series(name))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with NWBHDF5IO(str(path), "w") as io:
