@@ -122,7 +122,7 @@ def _read(io, name: str):
     """``io.read()``; what pynwb, hdmf or h5py raise for a file they cannot read becomes one
     line naming the remote file and the object (as for local files, see
     :func:`~nwb_facrnn.io.reader.open_nwbfile`)."""
-    from .reader import _describe_read_error
+    from .read_errors import describe_read_error
     from .remote import RemoteReadError
 
     try:
@@ -137,7 +137,7 @@ def _read(io, name: str):
             raise RemoteSourceError(
                 name, "/", f"cannot be read as HDF5 ({type(err).__name__}: {err})"
             ) from None
-        where, why = _describe_read_error(err)
+        where, why = describe_read_error(err)
         raise RemoteSourceError(name, where, f"cannot be read as NWB ({why})") from None
 
 

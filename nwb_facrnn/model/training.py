@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import Transitions
+from .halving import HALVING_AT, Pruning, better_half, evaluation_sample
 from .losses import (
     block_offdiag_penalty,
     gaussian_nll,
@@ -132,7 +133,7 @@ class Objective:
         """
         mu = module.encode(batch.prev)
         # every restart draws its noise as if all restarts were still trained (see
-        # keep_copies): dropping the losing ones never changes the others
+        # halving.Pruning): dropping the losing ones never changes the others
         copies = getattr(module, "copy_ids", None)
         n_drawn = mu.shape[0] if copies is None else module.n_drawn
         if part is None:
@@ -496,7 +497,7 @@ def train(
     halve_at = []
     if options.halving and validation is None and n_full > 1:
         halve_at = sorted({max(1, round(f * plan.total)) for f in HALVING_AT})
-    pruning = _Pruning(module, opt, n_full) if halve_at else None
+    pruning = Pruning(module, opt, n_full) if halve_at else None
     try:  # the bar is closed also when a callback stops the fit
         for row in range(plan.n_rows):
             acc = torch.zeros(len(TERMS), module.n_copies, device=device)
@@ -521,7 +522,9 @@ def train(
                 steps += 1
                 if halve_at and steps == halve_at[0] and module.n_copies > 1:
                     halve_at.pop(0)
-                    keep = _better_half(module, objective, data, batch_size, seed, shard)
+                    sample = data.subset(evaluation_sample(len(data), seed, device))
+                    total = evaluate(module, objective, sample, batch_size, seed, shard)[0]
+                    keep = better_half(total)
                     acc = acc[:, keep.to(acc.device)]
                     pruning.keep(keep)
             seen += in_row
@@ -575,106 +578,6 @@ def train(
         train_time=train_time,
         steps_per_row=plan.row,
     )
-
-
-#: Fractions of the steps at which successive halving keeps the better half of the restarts.
-HALVING_AT = (0.25, 0.5)
-#: Samples of the fixed evaluation set that ranks the restarts.
-HALVING_SAMPLES = 2048
-
-
-def _better_half(
-    module: LowRankRNNVAE,
-    objective: Objective,
-    data: Transitions,
-    batch_size: int,
-    seed: int,
-    shard: Shard | None,
-) -> torch.Tensor:
-    """Positions of the ``ceil(R / 2)`` copies with the lowest objective on a fixed sample
-    of the training data (the same draws for every copy, and on every process)."""
-    n = len(data)
-    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7))[:HALVING_SAMPLES]
-    total = evaluate(
-        module, objective, data.subset(idx.to(data.prev.device)), batch_size, seed, shard
-    )[0]
-    order = np.argsort(np.where(np.isfinite(total), total, np.inf), kind="stable")
-    keep = np.sort(order[: math.ceil(len(total) / 2)])
-    return torch.as_tensor(keep, dtype=torch.long)
-
-
-class _Pruning:
-    """Successive halving of ``module``'s copies in place, and putting them back.
-
-    :meth:`keep` slices every parameter, buffer and Adam moment to the kept copies (the
-    parameters stay the same objects, so the optimizer goes on); the dropped copies are
-    parked as they were.  :meth:`restore` rebuilds all ``n_full`` copies in their
-    original order, so the caller sees the module it passed in.
-    """
-
-    def __init__(self, module: LowRankRNNVAE, opt: torch.optim.Optimizer, n_full: int):
-        self.module, self.opt, self.n_full = module, opt, n_full
-        self.ids = torch.arange(n_full)
-        self.parked: dict[int, dict[str, torch.Tensor]] = {}
-        module.n_drawn = n_full
-        module.copy_ids = self.ids
-
-    def _tensors(self) -> dict[str, torch.Tensor]:
-        return dict(self.module.state_dict(keep_vars=True))
-
-    @torch.no_grad()
-    def keep(self, keep: torch.Tensor) -> None:
-        tensors = self._tensors()
-        for pos in range(len(self.ids)):
-            if pos not in keep.tolist():
-                self.parked[int(self.ids[pos])] = {
-                    k: v[pos].detach().clone() for k, v in tensors.items()
-                }
-        dev_keep = keep.to(next(self.module.parameters()).device)
-        for name, v in tensors.items():
-            if isinstance(v, torch.nn.Parameter):
-                # a new Parameter: autograd keeps the shape of a leaf it has seen
-                new = torch.nn.Parameter(v.detach()[dev_keep].contiguous())
-                state = self.opt.state.pop(v, {})
-                for key in ("exp_avg", "exp_avg_sq"):
-                    if key in state:
-                        state[key] = state[key][dev_keep].contiguous()
-                if state:
-                    self.opt.state[new] = state
-                for group in self.opt.param_groups:
-                    group["params"] = [new if q is v else q for q in group["params"]]
-                self._set(name, new, "_parameters")
-            else:
-                self._set(name, v[dev_keep].contiguous(), "_buffers")
-        self.ids = self.ids[keep]
-        self.module.copy_ids = self.ids
-
-    def _set(self, name: str, value: torch.Tensor, kind: str) -> None:
-        """Put ``value`` in place of the parameter or buffer ``name`` (``kind``)."""
-        owner, _, leaf = name.rpartition(".")
-        target = self.module.get_submodule(owner) if owner else self.module
-        getattr(target, kind)[leaf] = value
-
-    def widen(self, values: np.ndarray) -> np.ndarray:
-        """``values`` (..., R kept) as (..., n_full), NaN for the dropped copies."""
-        out = np.full((*values.shape[:-1], self.n_full), np.nan, dtype=values.dtype)
-        out[..., self.ids.numpy()] = values
-        return out
-
-    @torch.no_grad()
-    def restore(self) -> None:
-        tensors = self._tensors()
-        pos = {int(c): i for i, c in enumerate(self.ids)}
-        for name, v in tensors.items():
-            rows = [
-                v[pos[c]] if c in pos else self.parked[c][name].to(v) for c in range(self.n_full)
-            ]
-            full = torch.stack(rows).contiguous()
-            if isinstance(v, torch.nn.Parameter):
-                self._set(name, torch.nn.Parameter(full), "_parameters")
-            else:
-                self._set(name, full, "_buffers")
-        del self.module.copy_ids, self.module.n_drawn
 
 
 def _clone(module: torch.nn.Module) -> dict[str, torch.Tensor]:
