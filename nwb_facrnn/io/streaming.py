@@ -110,12 +110,10 @@ def _reader(h5, name: str):
     distinct library warning shown once, on one line naming ``name``."""
     from pynwb import NWBHDF5IO
 
-    from .backend import _compact_read_warnings, _skipping_version_check, _version_needs_own_check
+    from .backend import _compact_read_warnings, own_version_check
 
     io = NWBHDF5IO(file=h5, mode="r", load_namespaces=True)
-    if _version_needs_own_check(h5.attrs.get("nwb_version")):
-        io.read = _skipping_version_check(io)
-    return _compact_read_warnings(io, name)
+    return _compact_read_warnings(own_version_check(io), name)
 
 
 def _read(io, name: str):
