@@ -91,9 +91,6 @@ def evaluate(
     """
     arrays = () if isinstance(data, NeuralData) else (inputs,)
     z = model.transform(data, *arrays) if latents is None else latents
-    pred = model.predict(data, *arrays) if prediction is None else prediction
-    x = data.activity if isinstance(data, NeuralData) else np.asarray(data, dtype=np.float64)
-    observed = data.mask if isinstance(data, NeuralData) else np.isfinite(x)
     chosen = np.ones(z.shape[:-1], bool) if steps is None else np.asarray(steps, dtype=bool)
     if chosen.shape != z.shape[:-1]:
         raise OptionError(f"steps must have shape {z.shape[:-1]}, got {chosen.shape}")
@@ -109,14 +106,41 @@ def evaluate(
                 rows[np.isfinite(rows).all(axis=1)], model.n_groups, seed=model.seed
             )
         )
-    scored = observed & chosen[..., None] & np.isfinite(pred)
-    out["reconstruction_r2"] = float(
-        metrics.reconstruction_r2(x, np.where(scored, pred, 0.0), scored)
-    )
+    out["reconstruction_r2"] = _reconstruction_r2(model, data, arrays, chosen, prediction)
     if decoding and isinstance(data, NeuralData) and data.behavior:
         scores = metrics.behavior_decoding_r2(z, data.behavior, seed=model.seed)
         out.update({behavior_metric_name(k): float(v) for k, v in scores.items()})
     return out
+
+
+def _reconstruction_r2(
+    model: FacRNN,
+    data: NeuralData | np.ndarray,
+    arrays: tuple,
+    chosen: np.ndarray,
+    prediction: np.ndarray | None,
+) -> float:
+    """Pooled reconstruction R^2 on the observed entries of the ``chosen`` steps, block by
+    block (no full copy of the prediction unless one is given)."""
+    from .model.data import step_blocks  # torch: reading results must not import it
+
+    x = data.activity if isinstance(data, NeuralData) else np.asarray(data)
+    mask = data.mask if isinstance(data, NeuralData) else None
+    x3 = x.reshape(-1, *x.shape[-2:]) if x.ndim == 3 else x[None]
+    m3 = None if mask is None else mask.reshape(x3.shape)
+    steps = chosen.reshape(x3.shape[:2])
+    if prediction is not None:
+        p3 = np.asarray(prediction).reshape(x3.shape)
+        blocks = ((i, t0, t1, p3[i, t0:t1]) for i, t0, t1 in step_blocks(x3.shape))
+    else:
+        blocks = model.predict_blocks(data, *arrays)
+    acc = metrics.PooledR2()
+    for i, t0, t1, pred in blocks:
+        xb = x3[i, t0:t1]
+        w = np.isfinite(pred) & steps[i, t0:t1, None]
+        w &= np.isfinite(xb) if m3 is None else m3[i, t0:t1]
+        acc.add(xb, np.where(w, pred, 0.0), w)
+    return acc.value()
 
 
 def _gaussian_pc(z: np.ndarray, steps: np.ndarray, n_groups: int) -> float:
@@ -175,9 +199,8 @@ def build_results(
             f"{data.n_units}; pass the NeuralData the model was fit on"
         )
     z = model.transform(data)  # (T, K) or (n_trials, T, K); NaN where no unit was observed
-    pred = model.predict(data)
     chosen = None if steps == "all" else ~interleaved_steps(data)
-    scores = evaluate(model, data, chosen, latents=z, prediction=pred)
+    scores = evaluate(model, data, chosen, latents=z)
     scores.update(_checked(extra_metrics or {}))
 
     k = z.shape[-1]
@@ -193,9 +216,14 @@ def build_results(
     b = state.weights.get("B") if model.encoder == "linear" else None
     strength = dominant = None
     if a is not None:
-        zl = latents.astype(np.float64)
+        # each unit's std over time of the part of its drive from each group, A_g z_g: the
+        # square root of diag(A_g cov(z_g) A_g^T), without forming (T, N) drives
+        cov = np.atleast_2d(np.cov(latents.astype(np.float64), rowvar=False, bias=True))
         strength = np.stack(
-            [(zl[:, s] @ a[:, s].T.astype(np.float64)).std(axis=0) for s in _slices(g, h)],
+            [
+                np.sqrt(np.maximum(np.einsum("nk,kl,nl->n", a[:, s], cov[s, s], a[:, s]), 0))
+                for s in _slices(g, h)
+            ],
             axis=1,
         ).astype(np.float32)
         dominant = strength.argmax(axis=1).astype(np.int32)

@@ -203,6 +203,7 @@ def bin_series(
     *,
     interpolate: bool = True,
     max_rows: int = 16384,
+    dtype: type = np.float64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Average a sampled series (imaging traces, behaviour) over the bins of ``grid``.
 
@@ -220,10 +221,12 @@ def bin_series(
         rows that some bin needs are read, in slabs of at most ``max_rows`` rows, so memory
         stays bounded by the output plus one slab.
     grid : BinGrid
+    dtype : numpy dtype
+        Of ``values`` (float32 for activity: the output is the only full-size array made).
 
     Returns
     -------
-    values : numpy.ndarray, float64, shape (n_seq, T, D)
+    values : numpy.ndarray, ``dtype``, shape (n_seq, T, D)
         Bin means (0 where unobserved).
     observed : numpy.ndarray, bool, shape (n_seq, T, D)
     """
@@ -239,8 +242,8 @@ def bin_series(
     order = np.argsort(lo, kind="stable")
     probe = read_rows(0, min(1, len(timestamps)))
     n_cols = probe.shape[1] if probe.ndim == 2 else 1
-    sums = np.zeros((n_seq * n_bins, n_cols))
-    counts = np.zeros((n_seq * n_bins, n_cols), dtype=np.int64)
+    values = np.zeros((n_seq * n_bins, n_cols), dtype=dtype)
+    observed = np.zeros((n_seq * n_bins, n_cols), dtype=bool)
     i = 0
     his_sorted = np.maximum.accumulate(hi[order]) if len(order) else hi
     while i < len(order):
@@ -259,11 +262,11 @@ def bin_series(
             cn = np.zeros((slab.shape[0] + 1, n_cols), dtype=np.int64)
             np.cumsum(finite, axis=0, out=cn[1:])
             a, b = lo[sel] - first, hi[sel] - first
-            sums[sel] = cs[b] - cs[a]
-            counts[sel] = cn[b] - cn[a]
+            sums, counts = cs[b] - cs[a], cn[b] - cn[a]
+            seen = counts > 0
+            values[sel] = np.divide(sums, counts, out=np.zeros_like(sums), where=seen)
+            observed[sel] = seen
         i = j
-    observed = counts > 0
-    values = np.divide(sums, counts, out=np.zeros_like(sums), where=observed)
     if interpolate and len(timestamps) > 1:
         _interpolate_empty(timestamps, read_rows, b0 + grid.bin_size / 2, valid, values, observed)
     return values.reshape(n_seq, n_bins, n_cols), observed.reshape(n_seq, n_bins, n_cols)

@@ -184,7 +184,9 @@ def bin_rois(
         block = block.reshape(i1 - i0, -1)
         return block[:, cols]
 
-    values, observed = bin_series(roi.timestamps, read_rows, grid, max_rows=max_rows)
+    values, observed = bin_series(
+        roi.timestamps, read_rows, grid, max_rows=max_rows, dtype=np.float32
+    )
     return values, observed
 
 

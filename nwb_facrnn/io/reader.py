@@ -387,7 +387,8 @@ def _read_ophys(
         raise NWBReadError(
             source, roi.path, f"all {len(ids)} selected ROI(s) are NaN in the requested time"
         )
-    values, observed, ids = values[..., has_data], observed[..., has_data], ids[has_data]
+    if not has_data.all():  # (indexing copies: only when something is dropped)
+        values, observed, ids = values[..., has_data], observed[..., has_data], ids[has_data]
     columns = {k: v[has_data] for k, v in columns.items()}
     times = layout.grid.timestamps() + bin_size / 2
     if options.get("detrend"):
@@ -398,7 +399,14 @@ def _read_ophys(
         values = zscore_traces(values, observed)
     objects = {"activity": roi.path, "rois": roi.table_path}
     data = _assemble(
-        values.astype(np.float32), observed, layout, ids, roi.table_path, "ophys", columns, objects
+        values.astype(np.float32, copy=False),
+        observed,
+        layout,
+        ids,
+        roi.table_path,
+        "ophys",
+        columns,
+        objects,
     )
     data.provenance["series_kind"] = roi.kind
     data.provenance["frame_rate"] = 1.0 / roi.sampling_interval
@@ -425,14 +433,16 @@ def _read_series(
         raise NWBReadError(
             source, ts.path, f"all {len(ids)} column(s) are NaN in the requested time"
         )
-    values, observed, ids = values[..., has_data], observed[..., has_data], ids[has_data]
+    if not has_data.all():
+        values, observed, ids = values[..., has_data], observed[..., has_data], ids[has_data]
     if options.get("detrend"):
         times = layout.grid.timestamps() + bin_size / 2
         values = detrend_traces(values, observed, times, options["detrend"], divide=False)
     if options.get("zscore"):
         values = zscore_traces(values, observed)
     objects = {"activity": ts.path}
-    data = _assemble(values.astype(np.float32), observed, layout, ids, "", "series", {}, objects)
+    values = values.astype(np.float32, copy=False)
+    data = _assemble(values, observed, layout, ids, "", "series", {}, objects)
     data.provenance["series_kind"] = type(ts.series).__name__
     data.provenance["sampling_rate"] = 1.0 / ts.sampling_interval
     return data, layout.grid, (np.flatnonzero(has_data), ts.n_columns)

@@ -180,4 +180,4 @@ def bin_activity(
     def read_rows(i0: int, i1: int) -> np.ndarray:
         return np.asarray(data[i0:i1], dtype=np.float64).reshape(i1 - i0, -1)
 
-    return bin_series(series.timestamps, read_rows, grid, max_rows=max_rows)
+    return bin_series(series.timestamps, read_rows, grid, max_rows=max_rows, dtype=np.float32)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from .decoding import DecodingResult, behavior_decoding_r2, decoding_r2
 from .independence import gaussian_partial_correlation, partial_correlation, total_correlation
 from .observation import (
+    PooledR2,
     bits_per_spike,
     gaussian_log_likelihood,
     poisson_log_likelihood,
@@ -32,6 +33,7 @@ __all__ = [
     "STEPS",
     "DecodingResult",
     "GroupAlignment",
+    "PooledR2",
     "behavior_decoding_r2",
     "bits_per_spike",
     "canonical_metrics",

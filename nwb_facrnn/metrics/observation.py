@@ -42,6 +42,44 @@ def reconstruction_r2(
     return _pooled_r2(xt, xp, m.reshape(xt.shape).astype(np.float64))
 
 
+class PooledR2:
+    """:func:`reconstruction_r2` accumulated block by block (rows of the same units), so
+    that a long recording is scored without a full copy of its prediction.
+
+    Examples
+    --------
+    >>> acc = PooledR2()
+    >>> for x_block, pred_block, mask_block in blocks:  # doctest: +SKIP
+    ...     acc.add(x_block, pred_block, mask_block)
+    >>> acc.value()  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[np.ndarray] | None = None  # count, sum, sum of squares, SSres
+
+    def add(self, x: npt.ArrayLike, pred: npt.ArrayLike, mask: npt.ArrayLike | None) -> None:
+        """Add rows ``x``, ``pred`` (rows, N) whose entries count where ``mask`` (rows, N)
+        is True (default all)."""
+        x, pred = np.asarray(x, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+        w = np.ones(x.shape, bool) if mask is None else np.asarray(mask, bool)
+        x, resid = np.where(w, x, 0.0), np.where(w, x - pred, 0.0)
+        parts = [w.sum(0), x.sum(0), (x * x).sum(0), (resid * resid).sum(0)]
+        if self._parts is None:
+            self._parts = parts
+        else:
+            self._parts = [a + b for a, b in zip(self._parts, parts, strict=True)]
+
+    def value(self) -> float:
+        """The pooled R^2 of every row added."""
+        if self._parts is None:
+            raise ValueError("no rows were added")
+        count, total, squares, ss_res = self._parts
+        ss_tot = squares - total**2 / np.maximum(count, 1.0)
+        if not ss_tot.sum() > 0:
+            raise ValueError("the true values have zero variance on the evaluated entries")
+        return float(1.0 - ss_res.sum() / ss_tot.sum())
+
+
 def gaussian_log_likelihood(x: npt.ArrayLike, mean: npt.ArrayLike, std: npt.ArrayLike) -> float:
     """Gaussian log-likelihood per time step (summed over units, averaged over time).
 

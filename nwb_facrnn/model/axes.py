@@ -16,6 +16,10 @@ from .data import Transitions
 from .modules import LowRankRNNVAE
 from .training import load_copy, random_rotation, reduced_rank_regression
 
+#: Samples (at most) whose latents choose the axes (FastICA and the grouping by dependence):
+#: a long recording's axes come from a random subset of this size.
+AXES_SAMPLES = 200_000
+
 
 def initialize(
     module: LowRankRNNVAE, data: Transitions, n_groups: int, group_rank: int, seed: int, kind: str
@@ -41,7 +45,14 @@ def initialize(
     gen = torch.Generator().manual_seed(seed)
     starts = []  # (mixing, center) per restart
     if kind == "ica":
-        z = module.encoder_input(data.prev).double().cpu().numpy() @ base["B"].T + base["b"]
+        sample = data.sample(AXES_SAMPLES, seed)
+        z = np.concatenate(
+            [
+                module.encoder_input(block.prev).double().cpu().numpy() @ base["B"].T
+                for block in sample.blocks()
+            ]
+        )
+        z += base["b"]
         unmixing, center = baselines.ica_unmixing(z, seed)
         orders = baselines.group_components(
             (z - center) @ unmixing.T, n_groups, group_rank, seed, n_best=module.n_copies
@@ -72,7 +83,10 @@ def postprocess(
     if transform is None and not regroup:
         return
     with torch.no_grad():
-        z = module.encode(data.prev)[0].cpu().double().numpy()
+        sample = data.sample(AXES_SAMPLES, seed)
+        z = np.concatenate(
+            [module.encode(block.prev)[0].cpu().double().numpy() for block in sample.blocks()]
+        )
     params = linear_params(module)
     k = n_groups * group_rank
     if transform == "ica":

@@ -9,6 +9,8 @@ crosses a trial boundary.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -92,8 +94,12 @@ def as_sequences(x: ArrayLike, name: str = "X", n_features: int | None = None) -
         raise OptionError(
             f"{name} has N = {seqs.shape[2]} units but the model was fit on N = {n_features}"
         )
-    bad = ~np.isfinite(seqs)
-    if bad.any():
+    flat = seqs.reshape(-1, seqs.shape[2])
+    step = block_rows(seqs.shape[2])
+    for i in range(0, len(flat), step):  # by blocks: no full-size temporary
+        if np.isfinite(flat[i : i + step]).all():
+            continue
+        bad = ~np.isfinite(seqs)
         where = np.argwhere(bad)[0]
         raise OptionError(
             f"{name} contains {int(bad.sum())} NaN or inf value(s) (first at index "
@@ -103,7 +109,9 @@ def as_sequences(x: ArrayLike, name: str = "X", n_features: int | None = None) -
     return np.ascontiguousarray(seqs)
 
 
-def inputs_like(inputs: ArrayLike | None, seqs: np.ndarray, name: str = "inputs") -> np.ndarray:
+def inputs_like(
+    inputs: ArrayLike | None, seqs: np.ndarray, name: str = "inputs"
+) -> np.ndarray | None:
     """Validate external input ``u`` against activity sequences.
 
     Parameters
@@ -115,11 +123,11 @@ def inputs_like(inputs: ArrayLike | None, seqs: np.ndarray, name: str = "inputs"
 
     Returns
     -------
-    numpy.ndarray, shape (n_trials, T, N), float32
-        Zeros when ``inputs`` is None.
+    numpy.ndarray, shape (n_trials, T, N), float32, or None
+        None when ``inputs`` is None (no external input: nothing is allocated).
     """
     if inputs is None:
-        return np.zeros_like(seqs)
+        return None
     u = as_sequences(inputs, name, n_features=seqs.shape[2])
     if u.shape != seqs.shape:
         raise OptionError(
@@ -165,6 +173,55 @@ def observed_like(
     return None if m.all() else m
 
 
+#: Rows (time bins) per block of the passes over the activity (statistics, the linear start,
+#: latents): about 8 MB of float32 per block whatever N, so a pass never copies the data.
+BLOCK_BYTES = 1 << 23
+
+
+def block_rows(n_units: int) -> int:
+    """Rows of ``n_units`` float32 values per block (:data:`BLOCK_BYTES`), at least 1024."""
+    return max(1024, BLOCK_BYTES // (4 * max(n_units, 1)))
+
+
+def row_blocks(
+    seqs: np.ndarray, observed: np.ndarray | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Consecutive blocks of rows of ``seqs`` (n_trials, T, N), each ``(values, observed)``
+    of shape (rows, N), views where possible (``observed`` None when all is observed).
+
+    ``seqs`` may also be a :class:`~.chunked.ChunkedActivity`, read block by block.
+    """
+    reader = getattr(seqs, "read_rows", None)
+    n = seqs.shape[-1]
+    step = block_rows(n)
+    if reader is not None:  # lazily read (T, N) activity, all observed
+        for i in range(0, seqs.shape[1], step):
+            yield reader(i, min(i + step, seqs.shape[1])), None
+        return
+    flat = seqs.reshape(-1, n)
+    w = None if observed is None else observed.reshape(-1, n)
+    for i in range(0, len(flat), step):
+        yield flat[i : i + step], None if w is None else w[i : i + step]
+
+
+def _observed_moments(
+    seqs: np.ndarray, observed: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per unit: observed count, sum and sum of squares (float64, shape (N,)), by blocks."""
+    n = seqs.shape[-1]
+    count, total, squares = np.zeros(n), np.zeros(n), np.zeros(n)
+    for x, w in row_blocks(seqs, observed):
+        x = x.astype(np.float64)
+        if w is not None:
+            x = np.where(w, x, 0.0)
+            count += w.sum(0)
+        else:
+            count += len(x)
+        total += x.sum(0)
+        squares += np.einsum("ij,ij->j", x, x)
+    return count, total, squares
+
+
 def observed_mean(seqs: np.ndarray, observed: np.ndarray | None, name: str = "X") -> np.ndarray:
     """Per-unit mean over observed values, shape (N,), float32.
 
@@ -173,16 +230,14 @@ def observed_mean(seqs: np.ndarray, observed: np.ndarray | None, name: str = "X"
     OptionError
         A unit that is never observed.
     """
-    if observed is None:
-        return seqs.mean(axis=(0, 1))
-    n_obs = observed.sum(axis=(0, 1))
-    never = np.flatnonzero(n_obs == 0)
+    count, total, _ = _observed_moments(seqs, observed)
+    never = np.flatnonzero(count == 0)
     if never.size:
         raise OptionError(
             f"{name}: unit(s) at column(s) {never[:10].tolist()} are never observed (mask is all "
             "False); drop them before fitting"
         )
-    return (np.where(observed, seqs, 0).sum(axis=(0, 1)) / n_obs).astype(np.float32)
+    return (total / count).astype(np.float32)
 
 
 def activity_standardization(
@@ -190,12 +245,16 @@ def activity_standardization(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-unit ``(offset, scale)``, each shape (N,) float32: the mean and std over the
     observed values (a scale of 1 where the std is 0, e.g. a silent unit)."""
-    w = np.ones(seqs.shape, dtype=bool) if observed is None else observed
-    n_obs = np.maximum(w.sum(axis=(0, 1)), 1)
-    x = np.where(w, seqs, 0).astype(np.float64)
-    mean = x.sum(axis=(0, 1)) / n_obs
-    var = (np.where(w, x - mean, 0) ** 2).sum(axis=(0, 1)) / n_obs
-    std = np.sqrt(var)
+    count, total, _ = _observed_moments(seqs, observed)
+    n_obs = np.maximum(count, 1)
+    mean = total / n_obs
+    var = np.zeros_like(mean)  # second pass about the mean: no cancellation
+    for x, w in row_blocks(seqs, observed):
+        d = x.astype(np.float64) - mean
+        if w is not None:
+            d = np.where(w, d, 0.0)
+        var += np.einsum("ij,ij->j", d, d)
+    std = np.sqrt(var / n_obs)
     scale = np.where(np.isfinite(std) & (std > 0), std, 1.0)
     return mean.astype(np.float32), scale.astype(np.float32)
 
@@ -214,24 +273,29 @@ def needs_standardization(seqs: np.ndarray, observed: np.ndarray | None) -> bool
     unit's root-mean-square observed value above :data:`SATURATING_RMS` (raw
     fluorescence, dF/F in percent, high-rate counts) or the median unit's below
     :data:`VANISHING_RMS` (tiny dF/F fractions)."""
-    w = np.ones(seqs.shape, dtype=bool) if observed is None else observed
-    n_obs = np.maximum(w.sum(axis=(0, 1)), 1)
-    rms = np.sqrt((np.where(w, seqs, 0).astype(np.float64) ** 2).sum(axis=(0, 1)) / n_obs)
+    count, _, squares = _observed_moments(seqs, observed)
+    rms = np.sqrt(squares / np.maximum(count, 1))
     return bool(rms.max() > SATURATING_RMS or np.median(rms) < VANISHING_RMS)
 
 
 def check_varies(seqs: np.ndarray, observed: np.ndarray | None, name: str = "X") -> None:
     """Raise OptionError when every unit of ``seqs`` is constant over its observed values
     (e.g. a placeholder trace of ones): there are no dynamics to fit."""
-    w = np.ones(seqs.shape, dtype=bool) if observed is None else observed
-    lo = np.where(w, seqs, np.inf).min(axis=(0, 1))
-    hi = np.where(w, seqs, -np.inf).max(axis=(0, 1))
-    if not np.any(hi > lo):
-        value = float(lo[0]) if len(lo) else float("nan")
-        raise OptionError(
-            f"{name}: every one of its {seqs.shape[2]} unit(s) is constant over its observed "
-            f"values (unit 0 is {value:g} throughout); there are no dynamics to fit"
-        )
+    n = seqs.shape[-1]
+    lo, hi = np.full(n, np.inf, np.float32), np.full(n, -np.inf, np.float32)
+    for x, w in row_blocks(seqs, observed):
+        if w is not None:
+            lo = np.minimum(lo, np.where(w, x, np.inf).min(0))
+            hi = np.maximum(hi, np.where(w, x, -np.inf).max(0))
+        elif len(x):
+            lo, hi = np.minimum(lo, x.min(0)), np.maximum(hi, x.max(0))
+        if np.any(hi > lo):
+            return
+    value = float(lo[0]) if len(lo) else float("nan")
+    raise OptionError(
+        f"{name}: every one of its {n} unit(s) is constant over its observed "
+        f"values (unit 0 is {value:g} throughout); there are no dynamics to fit"
+    )
 
 
 def encoded_steps(observed: np.ndarray) -> np.ndarray:
@@ -250,6 +314,8 @@ def blank_unobserved(X: Any, mask: ArrayLike | None) -> Any:
     if mask is None:
         return X
     m = np.asarray(mask)
+    if m.dtype == bool and m.all():
+        return X  # nothing to blank: no copy of the activity
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
     arr = np.asarray(X, dtype=np.float32) if not isinstance(X, np.ndarray) else X
@@ -341,9 +407,43 @@ def lagged(seqs: np.ndarray, tau: float | None) -> np.ndarray:
     return np.concatenate([s[:, :1], s[:, :-1]], axis=1)
 
 
+def step_blocks(shape: tuple[int, ...]) -> Iterator[tuple[int, int, int]]:
+    """``(trial, t0, t1)`` of the blocks of steps that :func:`prev_blocks` yields for
+    activity of ``shape`` (n_trials, T, N)."""
+    n_trials, n_steps, n_units = shape
+    step = block_rows(n_units)
+    for trial in range(n_trials):
+        for t0 in range(0, n_steps, step):
+            yield trial, t0, min(t0 + step, n_steps)
+
+
+def prev_blocks(seqs: np.ndarray, tau: float | None) -> Iterator[tuple[int, int, int, np.ndarray]]:
+    """The encoder input of every step, by blocks: ``(trial, t0, t1, prev)`` with ``prev``
+    (t1 - t0, N) the lagged (optionally smoothed) activity of steps ``t0 .. t1 - 1``
+    (step 0 reads ``x_0`` itself), as :func:`lagged` but without copying the data.
+
+    ``seqs`` is (n_trials, T, N), or a :class:`~.chunked.ChunkedActivity` read by blocks.
+    """
+    reader = getattr(seqs, "read_rows", None)
+    lag = None
+    for trial, t0, t1 in step_blocks(seqs.shape):
+        if reader is None and t0 == 0:
+            lag = smooth_causal(seqs[trial : trial + 1], tau)[0]
+        lo = max(t0 - 1, 0)
+        rows = reader(lo, t1 - 1) if reader is not None else lag[lo : t1 - 1]
+        if t0 == 0:  # step 0 has no predecessor: x_0 itself
+            first = reader(0, 1) if reader is not None else lag[:1]
+            rows = np.concatenate([first, rows])
+        yield trial, t0, t1, rows
+
+
 @dataclass
 class Transitions:
     """Training samples ``(x_{t-1} -> x_t)`` as device tensors.
+
+    For one continuous sequence without smoothing or a step mask, ``prev`` and ``curr``
+    are views of the activity itself (rows ``0 .. T-2`` and ``1 .. T-1``): holding the
+    samples costs no copy of the data.
 
     Attributes
     ----------
@@ -351,8 +451,8 @@ class Transitions:
         Lagged (optionally smoothed) activity, before the nonlinearity.
     curr : torch.Tensor, shape (M, N)
         Activity to explain.
-    inputs : torch.Tensor, shape (M, N)
-        External input at the current step.
+    inputs : torch.Tensor or None, shape (M, N)
+        External input at the current step; None when there is none (zero).
     weight : torch.Tensor or None, shape (M, N)
         1.0 where ``curr`` was observed, 0.0 where it was imputed; None when
         everything was observed.
@@ -360,15 +460,24 @@ class Transitions:
 
     prev: torch.Tensor
     curr: torch.Tensor
-    inputs: torch.Tensor
+    inputs: torch.Tensor | None = None
     weight: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.prev.shape[0]
 
-    def subset(self, idx: torch.Tensor) -> Transitions:
-        w = None if self.weight is None else self.weight[idx]
-        return Transitions(self.prev[idx], self.curr[idx], self.inputs[idx], w)
+    @property
+    def device(self) -> torch.device:
+        return self.prev.device
+
+    def subset(self, idx: torch.Tensor | slice) -> Transitions:
+        """The samples ``idx`` (indices, or a slice: then views)."""
+        return Transitions(
+            self.prev[idx],
+            self.curr[idx],
+            None if self.inputs is None else self.inputs[idx],
+            None if self.weight is None else self.weight[idx],
+        )
 
     def split(self, fraction: float, seed: int) -> tuple[Transitions, Transitions]:
         """(kept, held out): a random ``fraction`` of the samples (at least one) held out."""
@@ -377,10 +486,33 @@ class Transitions:
         perm = perm.to(self.prev.device)
         return self.subset(perm[n_held:]), self.subset(perm[:n_held])
 
+    # the interface the training loop shares with chunked.ChunkedTransitions
+    def windows(self, gen: torch.Generator) -> Iterator[Transitions]:
+        """The parts of the samples that are in memory at once, in a random order drawn
+        from ``gen``: here all of them, one window (``gen`` is not used)."""
+        yield self
+
+    def batches_per_epoch(self, batch_size: int) -> int:
+        """Minibatches of at most about ``batch_size`` samples in one pass."""
+        return max(1, math.ceil(len(self) / batch_size))
+
+    def blocks(self, rows: int | None = None) -> Iterator[Transitions]:
+        """Consecutive blocks of samples (views), for passes over all of them."""
+        step = rows or block_rows(self.prev.shape[1])
+        for i in range(0, len(self), step):
+            yield self.subset(slice(i, i + step))
+
+    def sample(self, n: int, seed: int) -> Transitions:
+        """At most ``n`` samples drawn at random without replacement (all when fewer)."""
+        if len(self) <= n:
+            return self
+        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        return self.subset(perm[:n].sort().values.to(self.device))
+
 
 def make_transitions(
     seqs: np.ndarray,
-    u: np.ndarray,
+    u: np.ndarray | None,
     tau: float | None,
     device: torch.device,
     step_mask: np.ndarray | None = None,
@@ -391,7 +523,9 @@ def make_transitions(
 
     Parameters
     ----------
-    seqs, u : numpy.ndarray, shape (n_trials, T, N)
+    seqs : numpy.ndarray, shape (n_trials, T, N)
+    u : numpy.ndarray, shape (n_trials, T, N), or None
+        External inputs; None for none.
     tau : float or None
         Smoothing time constant of the lagged activity, in bins.
     step_mask : numpy.ndarray of bool, shape (n_trials, T), optional
@@ -410,9 +544,21 @@ def make_transitions(
     if observed is not None:
         keep &= encoded_steps(observed)
         seqs = impute(seqs, observed, fill)
-        weight = observed[keep].astype(seqs.dtype)
-    prev = lagged(seqs, tau)[keep]
+    lag = smooth_causal(seqs, tau)
+    # row t's sample reads x_{t-1}; step 0 is never a target, so only steps 1.. are picked
+    target = keep[:, 1:]
+    if len(seqs) == 1 and target.all():  # one sequence, every step: views, no copy
+        pick_prev = lambda a: a[0, :-1]  # noqa: E731
+        pick_curr = lambda a: a[0, 1:]  # noqa: E731
+    else:
+        pick_prev = lambda a: a[:, :-1][target]  # noqa: E731
+        pick_curr = lambda a: a[:, 1:][target]  # noqa: E731
+    if observed is not None:
+        weight = pick_curr(observed).astype(seqs.dtype)
     as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device)  # noqa: E731
     return Transitions(
-        as_t(prev), as_t(seqs[keep]), as_t(u[keep]), None if weight is None else as_t(weight)
+        as_t(pick_prev(lag)),
+        as_t(pick_curr(seqs)),
+        None if u is None else as_t(pick_curr(u)),
+        None if weight is None else as_t(weight),
     )

@@ -226,9 +226,7 @@ class ProcessShard:
     def check_same_data(self, data: Transitions) -> None:
         """Raise OptionError on every process unless all hold the same number and sums
         of samples."""
-        tensors = [data.prev, data.curr, data.inputs]
-        if data.weight is not None:
-            tensors.append(data.weight)
+        tensors = [t for t in (data.prev, data.curr, data.inputs, data.weight) if t is not None]
         stats = torch.tensor(
             [float(len(data)), float(len(tensors))] + [float(t.double().sum()) for t in tensors],
             dtype=torch.float64,

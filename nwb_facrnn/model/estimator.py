@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,9 @@ from .data import (
     check_varies,
     encoded_steps,
     impute,
-    lagged,
     make_transitions,
     observed_mean,
+    prev_blocks,
     step_mask_like,
     validate_activity,
 )
@@ -496,13 +496,19 @@ class FacRNN:
         numpy.ndarray, shape (T, K) or (n_trials, T, K), float32
         """
         seqs, _, observed, single = self._prepare(X, inputs, mask)
-        prev = torch.as_tensor(lagged(seqs, self.smoothing), device=self._device())
-        with torch.no_grad():
-            z = self.module_.encode(prev.reshape(-1, seqs.shape[2]))[0]
-        z = z.reshape(*seqs.shape[:2], -1).cpu().numpy()
+        z = self._latents(seqs)
         if observed is not None:
             z[~encoded_steps(observed)] = np.nan
         return z[0] if single else z
+
+    @torch.no_grad()
+    def _latents(self, seqs: np.ndarray) -> np.ndarray:
+        """Posterior means (n_trials, T, K), float32, encoded block by block."""
+        z = np.empty((*seqs.shape[:2], self.n_latents), dtype=np.float32)
+        for trial, t0, t1, prev in prev_blocks(seqs, self.smoothing):
+            block = torch.as_tensor(np.ascontiguousarray(prev), device=self._device())
+            z[trial, t0:t1] = self.module_.encode(block)[0].cpu().numpy()
+        return z
 
     def fit_transform(
         self, X: ArrayLike | NeuralDataLike, inputs: ArrayLike | None = None, **kw: Any
@@ -522,14 +528,37 @@ class FacRNN:
         (unobserved inputs imputed as in :meth:`transform`).
         """
         seqs, u, _, single = self._prepare(X, inputs, mask)
-        z = torch.as_tensor(self.transform(seqs), device=self._device())
-        with torch.no_grad():
-            out = self.module_.decode(
-                z.reshape(1, -1, z.shape[-1]),
-                torch.as_tensor(u.reshape(-1, u.shape[-1]), device=self._device()),
-            )[0]
-        out = out.reshape(seqs.shape).cpu().numpy()
+        out = np.empty(seqs.shape, dtype=np.float32)
+        for trial, t0, t1, pred in self._predicted_blocks(seqs, u):
+            out[trial, t0:t1] = pred
         return out[0] if single else out
+
+    def predict_blocks(
+        self,
+        X: ArrayLike | NeuralDataLike,
+        inputs: ArrayLike | None = None,
+        mask: ArrayLike | None = None,
+    ) -> Iterator[tuple[int, int, int, np.ndarray]]:
+        """:meth:`predict` block by block, for scoring long recordings without a full copy.
+
+        Yields
+        ------
+        trial, t0, t1 : int
+            The block is steps ``t0 .. t1 - 1`` of sequence ``trial`` (0 for a (T, N) ``X``).
+        prediction : numpy.ndarray, shape (t1 - t0, N), float32
+        """
+        seqs, u, _, _ = self._prepare(X, inputs, mask)
+        yield from self._predicted_blocks(seqs, u)
+
+    @torch.no_grad()
+    def _predicted_blocks(
+        self, seqs: np.ndarray, u: np.ndarray | None
+    ) -> Iterator[tuple[int, int, int, np.ndarray]]:
+        dev = self._device()
+        for trial, t0, t1, prev in prev_blocks(seqs, self.smoothing):
+            z = self.module_.encode(torch.as_tensor(np.ascontiguousarray(prev), device=dev))
+            u_b = None if u is None else torch.as_tensor(u[trial, t0:t1], device=dev)
+            yield trial, t0, t1, self.module_.decode(z, u_b)[0].cpu().numpy()
 
     def score(
         self,

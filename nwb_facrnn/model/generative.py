@@ -33,23 +33,26 @@ def log_likelihood(
     (:func:`mc_log_likelihood`).
     """
     m = module
-    mu = m.encode(data.prev)  # (1, M, K)
     closed = (
         data.weight is None
         and m.observation == "gaussian"
         and m.decoder_kind == "linear"
         and identity_output
     )
-    if closed:
-        mean = m.decode(mu, data.inputs)[0]
-        scaled_a = m.output_affine()[1][:, None] * m.A[0]  # A in the data's units
-        noise_var = torch.exp(2 * m.obs_log_std()[0])
-        cov = torch.diag(noise_var) + latent_std**2 * (scaled_a @ scaled_a.T)
-        dist = torch.distributions.MultivariateNormal(
-            torch.zeros_like(mean[0]), covariance_matrix=cov.double()
-        )
-        return float(dist.log_prob((data.curr - mean).double()).mean())
-    return mc_log_likelihood(m, mu, data, latent_std, n_samples, seed)
+    if not closed:
+        return mc_log_likelihood(m, m.encode(data.prev), data, latent_std, n_samples, seed)
+    scaled_a = m.output_affine()[1][:, None] * m.A[0]  # A in the data's units
+    noise_var = torch.exp(2 * m.obs_log_std()[0])
+    cov = torch.diag(noise_var) + latent_std**2 * (scaled_a @ scaled_a.T)
+    dist = torch.distributions.MultivariateNormal(
+        torch.zeros(cov.shape[0], dtype=torch.float64, device=cov.device),
+        covariance_matrix=cov.double(),
+    )
+    total = 0.0
+    for block in data.blocks():  # block by block: no copy of the data
+        mean = m.decode(m.encode(block.prev), block.inputs)[0]
+        total += float(dist.log_prob((block.curr - mean).double()).sum())
+    return total / len(data)
 
 
 @torch.no_grad()
@@ -72,7 +75,8 @@ def mc_log_likelihood(
     for idx in torch.split(torch.arange(mu.shape[1], device=mu.device), 512):
         mu_b = mu[0, idx]
         eps = torch.randn((n_samples, *mu_b.shape), generator=gen, device=mu.device, dtype=mu.dtype)
-        out = m.decode(mu_b + latent_std * eps, data.inputs[idx])  # (S, M, N)
+        inputs = None if data.inputs is None else data.inputs[idx]
+        out = m.decode(mu_b + latent_std * eps, inputs)  # (S, M, N)
         w = None if data.weight is None else data.weight[idx]
         if m.observation == "poisson":
             ll = -poisson_nll(data.curr[idx], out, w)

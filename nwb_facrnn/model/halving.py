@@ -16,6 +16,7 @@ import math
 import numpy as np
 import torch
 
+from .data import Transitions
 from .modules import LowRankRNNVAE
 
 #: Fractions of the steps at which successive halving keeps the better half of the restarts.
@@ -24,11 +25,13 @@ HALVING_AT = (0.25, 0.5)
 HALVING_SAMPLES = 2048
 
 
-def evaluation_sample(n: int, seed: int, device: torch.device) -> torch.Tensor:
-    """Indices of the fixed sample (at most :data:`HALVING_SAMPLES` of ``n`` training
-    samples) on which the restarts are ranked; the same on every process."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7))
-    return perm[:HALVING_SAMPLES].to(device)
+def evaluation_sample(data: Transitions, seed: int) -> Transitions:
+    """The fixed sample (at most :data:`HALVING_SAMPLES` of the training samples) on
+    which the restarts are ranked; the same on every process."""
+    if not isinstance(data, Transitions):  # chunked: a sample drawn window by window
+        return data.sample(HALVING_SAMPLES, seed + 7)
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed + 7))
+    return data.subset(perm[:HALVING_SAMPLES].to(data.device))
 
 
 def better_half(objective: np.ndarray) -> torch.Tensor:

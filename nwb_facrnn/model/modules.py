@@ -157,18 +157,20 @@ class LowRankRNNVAE(nn.Module):
             return batched_linear(h, self.B, self.b)
         return self.enc(h)
 
-    def decode(self, z: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor:
         """Gaussian mean or Poisson rate of ``x_t``: (R, M, K), (M, N) -> (R, M, N).
 
-        ``inputs`` and the result are in the data's units (see the module docstring).
+        ``inputs`` and the result are in the data's units (see the module docstring);
+        None means no input.
         """
         drive = batched_linear(z, self.A, self.a) if self.decoder_kind == "linear" else self.dec(z)
         if self.observation == "poisson":
-            return F.softplus(drive + inputs)
+            return F.softplus(drive if inputs is None else drive + inputs)
         offset, scale = self.output_affine()
         if self.identity_output:
-            return offset + scale * drive + inputs
-        return scale * self.out_act(drive + inputs / scale)
+            mean = offset + scale * drive
+            return mean if inputs is None else mean + inputs
+        return scale * self.out_act(drive if inputs is None else drive + inputs / scale)
 
     def select(self, index: int) -> dict[str, torch.Tensor]:
         """State dict of copy ``index`` only (leading axis kept, of length 1)."""

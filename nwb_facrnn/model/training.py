@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -292,9 +292,11 @@ DEFAULT_EPOCHS = 100
 DEFAULT_STEPS = 2000
 
 
-def step_plan(n_samples: int, options: TrainOptions) -> StepPlan:
-    """The :class:`StepPlan` of training on ``n_samples`` samples with ``options``."""
-    per_epoch = max(1, math.ceil(n_samples / options.batch_size))
+def step_plan(n_samples: int, options: TrainOptions, per_epoch: int | None = None) -> StepPlan:
+    """The :class:`StepPlan` of training on ``n_samples`` samples with ``options``
+    (``per_epoch``: minibatches per pass, default ``ceil(n_samples / batch_size)``)."""
+    if per_epoch is None:
+        per_epoch = max(1, math.ceil(n_samples / options.batch_size))
     epochs, steps = options.max_epochs, options.max_steps
     if epochs is None and steps is None:
         epochs, steps = DEFAULT_EPOCHS, DEFAULT_STEPS
@@ -348,16 +350,93 @@ def reduced_rank_regression(
     The rank-K ridge least-squares connectivity gives the latent subspace; its
     principal projections are scaled to unit variance (the prior's scale).
     For Poisson counts the regression is made on the rates linearized around
-    each unit's mean.
+    each unit's mean.  Everything is computed from float64 moments accumulated over
+    blocks of samples (:meth:`Transitions.blocks`), so memory is O(N^2) whatever the
+    number of samples, and chunked data is read block by block.
 
     Returns
     -------
     dict of numpy.ndarray (float64)
         ``A`` (N, K), ``B`` (K, N), ``a`` (N,), ``b`` (K,), ``log_std`` (N,).
     """
+    if isinstance(data, Transitions) and len(data) * data.prev.shape[1] <= DENSE_RRR_ELEMENTS:
+        return _dense_rrr(module, data, n_latents, ridge)
+    out_offset, out_scale = module.output_affine()  # regress in the model's units
+    out_offset, out_scale = out_offset.double(), out_scale.double()
+    poisson = module.observation == "poisson"
+    if poisson:  # the rates are linearized around each unit's mean count
+        total = sum(block.curr.double().sum(0) for block in data.blocks())
+        mean_rate = (total / len(data)).clamp_min(1e-3)
+        a0 = softplus_inverse(mean_rate)
+        gain = torch.sigmoid(a0)  # d softplus / d drive at a0
+
+    def target(block: Transitions) -> torch.Tensor:
+        y = block.curr.double() - out_offset
+        if block.inputs is not None:
+            y = y - block.inputs.double()
+        y = y / out_scale
+        return (y - mean_rate) / gain + a0 if poisson else y
+
+    n = module.offset.shape[1]
+    dev = module.offset.device
+    s_phi, s_y = torch.zeros(n, dtype=torch.float64, device=dev), None
+    s_pp = torch.zeros(n, n, dtype=torch.float64, device=dev)
+    s_py, s_yy = torch.zeros_like(s_pp), None
+    for block in data.blocks():
+        phi = module.encoder_input(block.prev).double()
+        y = target(block)
+        s_phi += phi.sum(0)
+        s_pp += phi.T @ phi
+        s_py += phi.T @ y
+        s_y = y.sum(0) if s_y is None else s_y + y.sum(0)
+        yy = (y * y).sum(0)
+        s_yy = yy if s_yy is None else s_yy + yy
+    count = len(data)
+    phi_mean, y_mean = s_phi / count, s_y / count
+    # centred moments: sum (phi - mean)(...)^T = sum phi (...)^T - count * mean (...)^T
+    c_pp = s_pp - count * torch.outer(phi_mean, phi_mean)
+    c_py = s_py - count * torch.outer(phi_mean, y_mean)
+    c_yy = s_yy - count * y_mean**2  # diagonal only
+    gram = c_pp + ridge * count * torch.eye(n, dtype=torch.float64, device=dev)
+    coef = torch.linalg.solve(gram, c_py)  # (N, N): y ~ phi @ coef
+    # the rank-K principal axes of the fitted values phi_c @ coef: the top eigenvectors of
+    # their Gram matrix (the right singular vectors of the fitted values)
+    fitted_gram = coef.T @ c_pp @ coef
+    evals, evecs = torch.linalg.eigh(0.5 * (fitted_gram + fitted_gram.T))
+    v = evecs[:, -n_latents:].flip(-1)  # (N, K), by decreasing variance
+    v = v * torch.where(v.sum(0) < 0, -1.0, 1.0)  # a sign convention: column sums >= 0
+    dof = max(count - 1, 1)
+    scale = (evals[-n_latents:].flip(-1).clamp_min(0) / dof).sqrt().clamp_min(1e-6)
+    b_mat = (coef @ v / scale).T  # (K, N)
+    # residual of the rank-K fit: y_c - phi_c @ m, m = coef v v^T; its per-unit variance
+    m = coef @ v @ v.T
+    resid_ss = c_yy - 2 * (m * c_py).sum(0) + (m * (c_pp @ m)).sum(0)
+    out = {
+        "A": v * scale,
+        "B": b_mat,
+        "a": y_mean,
+        "b": -(b_mat @ phi_mean),  # zero-mean latents
+        "log_std": torch.log((resid_ss.clamp_min(0) / dof).sqrt().clamp_min(1e-3)),
+    }
+    return {k: t.cpu().numpy() for k, t in out.items()}
+
+
+#: Up to this many values (samples x units), :func:`reduced_rank_regression` works on the
+#: samples themselves (exact SVD of the fitted values; a few float64 copies of the data, at
+#: most ~32 MB each); beyond, on moments accumulated block by block.
+DENSE_RRR_ELEMENTS = 1 << 22
+
+
+def _dense_rrr(
+    module: LowRankRNNVAE, data: Transitions, n_latents: int, ridge: float
+) -> dict[str, np.ndarray]:
+    """:func:`reduced_rank_regression` on the samples in memory (small data)."""
     phi = module.encoder_input(data.prev).double()
     out_offset, out_scale = module.output_affine()  # regress in the model's units
-    target = ((data.curr - out_offset - data.inputs) / out_scale).double()
+    drive = data.curr - out_offset
+    if data.inputs is not None:
+        drive = drive - data.inputs
+    target = (drive / out_scale).double()
     if module.observation == "poisson":
         mean_rate = data.curr.double().mean(0).clamp_min(1e-3)
         a0 = softplus_inverse(mean_rate)
@@ -412,16 +491,30 @@ def evaluate(
     With ``shard`` (data-parallel training) every process evaluates its part of
     each chunk and the sums are reduced, so every process gets the same array.
     """
-    gen = torch.Generator(device=data.prev.device).manual_seed(seed)
-    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    chunks = torch.tensor_split(
-        perm.to(data.prev.device), max(1, math.ceil(len(data) / batch_size))
-    )
-    if shard is None:
-        acc = sum(objective.terms(module, data.subset(i), gen) * len(i) for i in chunks)
-        return (acc / len(data)).cpu().numpy()
-    acc = sum(_part_terms(objective, module, data, i, gen, shard) * len(i) for i in chunks)
-    return (shard.all_reduce(acc) / len(data)).cpu().numpy()
+    gen = torch.Generator(device=data.device).manual_seed(seed)
+    acc = 0.0
+    for window, idx in epoch_batches(data, batch_size, torch.Generator().manual_seed(seed)):
+        if shard is None:
+            acc = acc + objective.terms(module, window.subset(idx), gen) * len(idx)
+        else:
+            acc = acc + _part_terms(objective, module, window, idx, gen, shard) * len(idx)
+    if shard is not None:
+        acc = shard.all_reduce(acc)
+    return (acc / len(data)).cpu().numpy()
+
+
+def epoch_batches(
+    data: Transitions, batch_size: int, gen: torch.Generator
+) -> Iterator[tuple[Transitions, torch.Tensor]]:
+    """One pass over ``data`` in minibatches: ``(window, indices into the window)``.
+
+    Each window (all of in-memory data; a chunk of chunked data, in a random order) is
+    shuffled with ``gen`` and cut into minibatches of at most about ``batch_size``.
+    """
+    for window in data.windows(gen):
+        perm = torch.randperm(len(window), generator=gen).to(window.device)
+        for idx in torch.tensor_split(perm, window.batches_per_epoch(batch_size)):
+            yield window, idx
 
 
 def _part_terms(
@@ -473,9 +566,9 @@ def train(
     )
     batch_size, seed = options.batch_size, options.seed
     learning_rate, progress = options.learning_rate, options.progress
-    device = data.prev.device
+    device = data.device
     n = len(data)
-    plan = step_plan(n, options)
+    plan = step_plan(n, options, data.batches_per_epoch(batch_size))
     perm_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
     opt = torch.optim.Adam(
@@ -492,7 +585,7 @@ def train(
     bar = tqdm(total=plan.total, desc="FacRNN fit", unit="step", disable=not progress, leave=False)
     started = time.perf_counter()
     steps = seen = epochs = 0
-    batches: list[torch.Tensor] = []
+    batches: Iterator[tuple[Transitions, torch.Tensor]] | None = None
     n_full = module.n_copies
     halve_at = []
     if options.halving and validation is None and n_full > 1:
@@ -503,15 +596,15 @@ def train(
             acc = torch.zeros(len(TERMS), module.n_copies, device=device)
             in_row = 0
             for _ in range(min(plan.row, plan.total - steps)):
-                if not batches:  # a new pass over the samples
-                    perm = torch.randperm(n, generator=perm_gen).to(device)
-                    batches = list(torch.tensor_split(perm, plan.per_epoch))[::-1]
+                window, idx = next(batches, (None, None)) if batches else (None, None)
+                if window is None:  # a new pass over the samples
+                    batches = epoch_batches(data, batch_size, perm_gen)
+                    window, idx = next(batches)
                     epochs += 1
-                idx = batches.pop()
                 if shard is None:
-                    terms = objective.terms(module, data.subset(idx), noise_gen)
+                    terms = objective.terms(module, window.subset(idx), noise_gen)
                 else:
-                    terms = _part_terms(objective, module, data, idx, noise_gen, shard)
+                    terms = _part_terms(objective, module, window, idx, noise_gen, shard)
                 opt.zero_grad(set_to_none=True)
                 terms[0].sum().backward()
                 if shard is not None:
@@ -522,7 +615,7 @@ def train(
                 steps += 1
                 if halve_at and steps == halve_at[0] and module.n_copies > 1:
                     halve_at.pop(0)
-                    sample = data.subset(evaluation_sample(len(data), seed, device))
+                    sample = evaluation_sample(data, seed)
                     total = evaluate(module, objective, sample, batch_size, seed, shard)[0]
                     keep = better_half(total)
                     acc = acc[:, keep.to(acc.device)]
