@@ -126,7 +126,17 @@ def _reconstruction_r2(
 
     x = data.activity if isinstance(data, NeuralData) else np.asarray(data)
     mask = data.mask if isinstance(data, NeuralData) else None
-    x3 = x.reshape(-1, *x.shape[-2:]) if x.ndim == 3 else x[None]
+    if hasattr(x, "sequences"):  # chunked on disk: every value observed, read by blocks
+        x3, mask = x.sequences(), None
+
+        def rows(i: int, t0: int, t1: int) -> np.ndarray:
+            return x3.read_rows(t0, t1)
+    else:
+        x3 = x.reshape(-1, *x.shape[-2:]) if x.ndim == 3 else x[None]
+
+        def rows(i: int, t0: int, t1: int) -> np.ndarray:
+            return x3[i, t0:t1]
+
     m3 = None if mask is None else mask.reshape(x3.shape)
     steps = chosen.reshape(x3.shape[:2])
     if prediction is not None:
@@ -136,7 +146,7 @@ def _reconstruction_r2(
         blocks = model.predict_blocks(data, *arrays)
     acc = metrics.PooledR2()
     for i, t0, t1, pred in blocks:
-        xb = x3[i, t0:t1]
+        xb = rows(i, t0, t1)
         w = np.isfinite(pred) & steps[i, t0:t1, None]
         w &= np.isfinite(xb) if m3 is None else m3[i, t0:t1]
         acc.add(xb, np.where(w, pred, 0.0), w)

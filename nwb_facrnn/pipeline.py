@@ -111,9 +111,12 @@ def _check_varies(data: NeuralData) -> None:
     is constant (a placeholder trace): there are no dynamics to fit."""
     from .model.data import check_varies
 
+    where = f"{data.provenance.get('source', '<data>')}: {data.provenance['objects']['activity']}"
+    if hasattr(data.activity, "sequences"):  # chunked: read block by block, all observed
+        check_varies(data.activity.sequences(), None, name=where)
+        return
     activity = data.activity if data.activity.ndim == 3 else data.activity[None]
     mask = data.mask if data.mask.ndim == 3 else data.mask[None]
-    where = f"{data.provenance.get('source', '<data>')}: {data.provenance['objects']['activity']}"
     check_varies(activity, mask, name=where)
 
 

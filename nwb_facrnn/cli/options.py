@@ -149,6 +149,14 @@ def data_options(fn):
             click.option("--zscore", is_flag=True, help="z-score every ROI (or column)."),
             click.option("--behavior", multiple=True, help="Behavioural series (repeatable)."),
             click.option("--inputs", help="TimeSeries of external inputs, one column per unit."),
+            click.option(
+                "--chunked",
+                type=Choice(["auto", "always", "never"]),
+                default="auto",
+                show_default=True,
+                help="Imaging/series: leave the traces on disk and fit them a chunk of frames "
+                "at a time (auto: when they would not fit in memory).",
+            ),
             remote_options,
         ],
     )
@@ -156,7 +164,7 @@ def data_options(fn):
 
 _READ_NAMES = (
     "modality bin_size trials align window time_range units series rois detrend zscore "
-    "behavior inputs dandi_api_url"
+    "behavior inputs dandi_api_url chunked"
 ).split()
 
 
@@ -170,6 +178,7 @@ def pop_read_options(kw: dict[str, Any]) -> dict[str, Any]:
         out[key] = tuple(out[key]) if out[key] else None
     out["behavior"] = list(out["behavior"]) or None
     out["zscore"] = bool(out["zscore"])
+    out["chunked"] = {"always": True, "never": False}.get(out["chunked"] or "auto", "auto")
     out["cache"] = not kw.pop("no_cache")
     out["download"] = kw.pop("download")
     return out

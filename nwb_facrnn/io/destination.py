@@ -318,9 +318,13 @@ def data_fingerprint(data: NeuralData) -> str:
     for part in (data.modality, data.unit_table, repr(float(data.bin_size)), options):
         h.update(part.encode() + b"\0")
     h.update(repr(data.activity.shape).encode())
-    for arr in (data.unit_ids, data.trial_ids, data.timestamps, np.packbits(data.mask)):
+    for arr in (data.unit_ids, data.trial_ids, data.timestamps):
         if arr is not None:
             h.update(np.ascontiguousarray(arr).tobytes())
+    flat = data.mask.reshape(-1, data.mask.shape[-1])
+    step = 8 * max(1, (1 << 20) // max(flat.shape[1], 1))  # rows: whole bytes per block
+    for i in range(0, len(flat), step):  # the bytes of np.packbits(mask), block by block
+        h.update(np.packbits(flat[i : i + step]).tobytes())
     if data.inputs is not None:
         h.update(np.ascontiguousarray(data.inputs).tobytes())
     return h.hexdigest()[:16]

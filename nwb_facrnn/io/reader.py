@@ -18,6 +18,7 @@ from .backend import detect_backend, open_io
 from .binning import BinGrid, bin_series
 from .errors import NWBReadError, source_name
 from .layout import TRIALS_PATH, Layout, make_layout
+from .lazy import Chunked, LazyRead, check_chunked, open_dataset, use_chunked, why_not_chunked
 from .nwb_objects import find_time_series, object_path, series_timestamps
 from .ophys import (
     Detrend,
@@ -62,6 +63,7 @@ def read_nwb(
     dandi_api_url: str | None = None,
     cache: bool | str | os.PathLike = True,
     download: bool = False,
+    chunked: Chunked = "auto",
 ) -> NeuralData:
     """Read binned activity from an NWB file, ready for :meth:`FacRNN.fit`.
 
@@ -123,6 +125,12 @@ def read_nwb(
     download : bool, default False
         Remote sources: fetch the whole file into the cache first (with a progress bar),
         verify it against the asset's digest, and read it locally (reused next time).
+    chunked : bool or "auto", default "auto"
+        Imaging and series: leave the traces on disk and let the fit read them a chunk of
+        frames at a time (:mod:`nwb_facrnn.io.lazy`), for sessions larger than memory.
+        ``"auto"`` does so when the float32 activity is over a third of the memory the
+        process may still use and the read allows it (one bin per frame, continuous, no
+        ``detrend``/``zscore``/``inputs``/``time_range``, a local file); True requires it.
 
     Returns
     -------
@@ -158,6 +166,7 @@ def read_nwb(
     if bin_size is not None:
         # the shortest decimal of its own precision: np.float32(0.05) means 0.05, not 0.0500000007
         options["bin_size"] = float(np.format_float_positional(bin_size))
+    chunked = check_chunked(chunked)
     remote: dict[str, Any] = {}
     name_as = None
     given = str(source) if _is_remote(source) else ""
@@ -173,7 +182,11 @@ def read_nwb(
     ):
         kind = _choose_modality(nwbfile, name, modality, series, rois)
         reader = {"spikes": _read_spikes, "ophys": _read_ophys, "series": _read_series}[kind]
-        data, grid, source_columns = reader(nwbfile, name, options)
+        local = backend in ("hdf5", "zarr") and not remote and Path(name).exists()
+        lazy = LazyRead(chunked, name if local else None, backend)
+        if kind == "spikes" and chunked is True:
+            raise OptionError(f"{name}: chunked reading is for imaging and series, not spikes")
+        data, grid, source_columns = reader(nwbfile, name, options, lazy)
         names = [] if behavior is None else [behavior] if isinstance(behavior, str) else behavior
         for b in names:
             values, path = _resample_series(nwbfile, name, b, grid, "behavior")
@@ -344,7 +357,7 @@ def _layout(nwbfile: Any, source: str, options: dict, bin_size: float, extent) -
 
 
 def _read_spikes(
-    nwbfile: Any, source: str, options: dict
+    nwbfile: Any, source: str, options: dict, lazy: LazyRead | None = None
 ) -> tuple[NeuralData, BinGrid, tuple[np.ndarray, int]]:
     """Binned spike counts, the grid, and (kept rows of the Units table, its row count)."""
     if options.get("detrend") or options.get("zscore"):
@@ -371,7 +384,7 @@ def _read_spikes(
 
 
 def _read_ophys(
-    nwbfile: Any, source: str, options: dict
+    nwbfile: Any, source: str, options: dict, lazy: LazyRead | None = None
 ) -> tuple[NeuralData, BinGrid, tuple[np.ndarray, int]]:
     """Binned ROI traces, the grid, and (kept columns of the series, its column count)."""
     roi = find_roi_series(nwbfile, source, options.get("series"))
@@ -379,9 +392,17 @@ def _read_ophys(
     keep = select_rois(roi, columns, options.get("rois"), source)
     bin_size = float(options.get("bin_size") or roi.sampling_interval)
     layout = _layout(nwbfile, source, options, bin_size, roi.extent())
-    values, observed = bin_rois(roi, keep, layout.grid)
     ids = np.asarray(roi.table.id.data[:])[roi.rows][keep]
     columns = {k: v[keep] for k, v in columns.items()}
+    objects = {"activity": roi.path, "rois": roi.table_path}
+    cols = np.flatnonzero(keep)
+    data = _chunked(lazy, options, layout, roi.timestamps, roi.series.data, roi.path, cols, source)
+    if data is not None:
+        data = _assemble(data, None, layout, ids, roi.table_path, "ophys", columns, objects)
+        data.provenance["series_kind"] = roi.kind
+        data.provenance["frame_rate"] = 1.0 / roi.sampling_interval
+        return data, layout.grid, (cols, len(roi.rows))
+    values, observed = bin_rois(roi, keep, layout.grid)
     has_data = drop_all_nan(values, observed, ids, source, roi.path)
     if not has_data.any():
         raise NWBReadError(
@@ -397,7 +418,6 @@ def _read_ophys(
         )
     if options.get("zscore"):
         values = zscore_traces(values, observed)
-    objects = {"activity": roi.path, "rois": roi.table_path}
     data = _assemble(
         values.astype(np.float32, copy=False),
         observed,
@@ -414,7 +434,7 @@ def _read_ophys(
 
 
 def _read_series(
-    nwbfile: Any, source: str, options: dict
+    nwbfile: Any, source: str, options: dict, lazy: LazyRead | None = None
 ) -> tuple[NeuralData, BinGrid, tuple[np.ndarray, int]]:
     """A plain 2-D TimeSeries binned as activity, the grid, and (kept columns, its width)."""
     for key, what in (("units", "rows of a Units table"), ("rois", "ROIs of a RoiResponseSeries")):
@@ -426,8 +446,15 @@ def _read_series(
     ts = find_activity_series(nwbfile, source, options["series"])
     bin_size = float(options.get("bin_size") or ts.sampling_interval)
     layout = _layout(nwbfile, source, options, bin_size, ts.extent())
-    values, observed = bin_activity(ts, layout.grid)
     ids = np.arange(ts.n_columns, dtype=np.int64)
+    objects = {"activity": ts.path}
+    data = _chunked(lazy, options, layout, ts.timestamps, ts.series.data, ts.path, None, source)
+    if data is not None:
+        data = _assemble(data, None, layout, ids, "", "series", {}, objects)
+        data.provenance["series_kind"] = type(ts.series).__name__
+        data.provenance["sampling_rate"] = 1.0 / ts.sampling_interval
+        return data, layout.grid, (ids, ts.n_columns)
+    values, observed = bin_activity(ts, layout.grid)
     has_data = drop_all_nan(values, observed, ids, source, ts.path, what="column")
     if not has_data.any():
         raise NWBReadError(
@@ -440,7 +467,6 @@ def _read_series(
         values = detrend_traces(values, observed, times, options["detrend"], divide=False)
     if options.get("zscore"):
         values = zscore_traces(values, observed)
-    objects = {"activity": ts.path}
     values = values.astype(np.float32, copy=False)
     data = _assemble(values, observed, layout, ids, "", "series", {}, objects)
     data.provenance["series_kind"] = type(ts.series).__name__
@@ -448,9 +474,33 @@ def _read_series(
     return data, layout.grid, (np.flatnonzero(has_data), ts.n_columns)
 
 
+def _chunked(
+    lazy: LazyRead | None,
+    options: dict,
+    layout: Layout,
+    timestamps: np.ndarray,
+    dataset: Any,
+    path: str,
+    columns: np.ndarray | None,
+    source: str,
+) -> Any:
+    """The series' traces as a ChunkedActivity when they are read chunk by chunk (see
+    :mod:`nwb_facrnn.io.lazy`), else None."""
+    if lazy is None or lazy.chunked is False:
+        return None
+    shape = tuple(int(s) for s in getattr(dataset, "shape", ()))
+    n_cols = (shape[1] if len(shape) == 2 else 1) if columns is None else len(columns)
+    reason = why_not_chunked(lazy, options, layout.grid, timestamps, shape)
+    if not use_chunked(lazy, 4.0 * layout.grid.n_bins * n_cols, reason, source, path):
+        return None
+    from ..model.chunked import ChunkedActivity  # (imports torch: only when used)
+
+    return ChunkedActivity(open_dataset(lazy, f"{path}/data"), columns, name=f"{source}: {path}")
+
+
 def _assemble(
-    activity: np.ndarray,
-    mask: np.ndarray,
+    activity: Any,
+    mask: np.ndarray | None,
     layout: Layout,
     unit_ids: np.ndarray,
     table_path: str,
@@ -459,14 +509,18 @@ def _assemble(
     objects: dict[str, str],
 ) -> NeuralData:
     grid = layout.grid
-    activity = activity.astype(np.float32, copy=False)
-    activity[~mask] = 0.0
     timestamps = grid.timestamps()
     continuous = layout.trial_ids is None
+    if mask is None:  # chunked (on disk, continuous): every value observed, a view of True
+        mask = np.broadcast_to(np.True_, (1, *activity.shape))
+    else:
+        activity = activity.astype(np.float32, copy=False)
+        activity[~mask] = 0.0
+        activity = activity[0] if continuous else activity
     if layout.trial_ids is not None:
         objects["trials"] = TRIALS_PATH
     data = NeuralData(
-        activity=activity[0] if continuous else activity,
+        activity=activity,
         mask=mask[0] if continuous else mask,
         timestamps=timestamps[0] if continuous else timestamps,
         bin_size=grid.bin_size,

@@ -355,6 +355,10 @@ def validate_activity(
         ``X`` was one (T, N) sequence.
     """
     X, inputs, mask = unpack_neural_data(X, inputs, mask)
+    from .chunked import chunked_activity, is_array_like  # (chunked imports this module)
+
+    if is_array_like(X):  # on disk: read by chunks, never all at once
+        return chunked_activity(X, inputs, mask, n_features, poisson), None, None, True
     seqs = as_sequences(blank_unobserved(X, mask), "X", n_features=n_features)
     single = np.ndim(X) == 2
     observed = observed_like(mask, seqs)
@@ -425,6 +429,8 @@ def prev_blocks(seqs: np.ndarray, tau: float | None) -> Iterator[tuple[int, int,
     ``seqs`` is (n_trials, T, N), or a :class:`~.chunked.ChunkedActivity` read by blocks.
     """
     reader = getattr(seqs, "read_rows", None)
+    if reader is not None and tau:
+        raise OptionError("smoothing is not available for chunked activity; read it into memory")
     lag = None
     for trial, t0, t1 in step_blocks(seqs.shape):
         if reader is None and t0 == 0:
@@ -538,6 +544,14 @@ def make_transitions(
     fill : numpy.ndarray, shape (N,), optional
         Value per unit for unobserved entries (required with ``observed``).
     """
+    if hasattr(seqs, "read_rows"):  # chunked activity: loaded window by window
+        from .chunked import ChunkedTransitions
+
+        if tau or u is not None or observed is not None:
+            raise OptionError("a chunked fit takes no smoothing, inputs or mask")
+        if step_mask is not None and not step_mask[:, 1:].all():
+            raise OptionError("a chunked fit trains on every step: step_mask must be all True")
+        return ChunkedTransitions(seqs, device)
     keep = np.ones(seqs.shape[:2], dtype=bool) if step_mask is None else step_mask.copy()
     keep[:, 0] = False
     weight = None

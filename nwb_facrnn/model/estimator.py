@@ -321,10 +321,15 @@ class FacRNN:
 
         Parameters
         ----------
-        X : array, shape (T, N) or (n_trials, T, N), or NeuralData
+        X : array, shape (T, N) or (n_trials, T, N), NeuralData, or on-disk (T, N) array
             Binned spike counts, rates or dF/F traces; no transition crosses a
             trial boundary.  A :class:`~nwb_facrnn.NeuralData` (from
             :func:`~nwb_facrnn.read_nwb`) brings its own ``mask`` and ``inputs``.
+            An h5py / Zarr dataset, a ``numpy.memmap`` or a
+            :class:`~nwb_facrnn.model.chunked.ChunkedActivity` (also as a NeuralData's
+            activity) is never read whole: the fit reads it chunk by chunk and draws its
+            minibatches window by window (one sequence, every value observed, no inputs,
+            no smoothing; see :mod:`nwb_facrnn.model.chunked`).
         inputs : array, same shape as X, optional
             External input ``u_t`` added to every unit's drive.
         step_mask : bool array, shape (T,) or (n_trials, T), optional
@@ -359,6 +364,11 @@ class FacRNN:
         data = make_transitions(
             seqs, u, self.smoothing, device, step, observed, self.observed_mean_
         )
+        if not isinstance(data, Transitions) and (self.devices > 1 or self.early_stopping):
+            raise OptionError(
+                "chunked activity is fit in one process without early stopping "
+                f"(devices={self.devices}, early_stopping={self.early_stopping})"
+            )
         if len(data) < 2:
             raise OptionError(
                 f"X has {len(data)} training transition(s); at least 2 are needed "

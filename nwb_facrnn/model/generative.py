@@ -39,8 +39,12 @@ def log_likelihood(
         and m.decoder_kind == "linear"
         and identity_output
     )
-    if not closed:
-        return mc_log_likelihood(m, m.encode(data.prev), data, latent_std, n_samples, seed)
+    if not closed:  # block by block (one block for all but long recordings)
+        total = sum(
+            mc_log_likelihood(m, m.encode(b.prev), b, latent_std, n_samples, seed) * len(b)
+            for b in data.blocks()
+        )
+        return total / len(data)
     scaled_a = m.output_affine()[1][:, None] * m.A[0]  # A in the data's units
     noise_var = torch.exp(2 * m.obs_log_std()[0])
     cov = torch.diag(noise_var) + latent_std**2 * (scaled_a @ scaled_a.T)
