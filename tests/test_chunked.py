@@ -3,12 +3,14 @@ from disk (issue 17)."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from cli_process import run_cli
 
 from nwb_facrnn import FacRNN, metrics, read_nwb, read_results
 from nwb_facrnn.errors import OptionError
@@ -232,3 +234,20 @@ def test_available_memory_counts_the_address_space_limit(monkeypatch):
 
     monkeypatch.setattr(resource, "getrlimit", lambda which: (4 << 30, resource.RLIM_INFINITY))
     assert lazy.available_memory() <= (4 << 30) - lazy._vm_size()
+
+
+def test_the_cli_fits_a_session_chunk_by_chunk_and_says_so(imaging_session, tmp_path):
+    path, _ = imaging_session
+    out = tmp_path / "fit.nwb"
+    proc = run_cli(
+        "fit", path, "--series", "DfOverF", "--chunked", "always", "--max-steps", "300",
+        "--output", out,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"activity\s*│\s*on disk, read by chunks \(0 MB\)", proc.stdout), proc.stdout
+    results = read_results(out)
+    assert results.latents.shape == (2000, 6)
+    assert results.provenance["chunked"] is True
+    proc = run_cli("fit", path, "--series", "DfOverF", "--chunked", "always", "--zscore")
+    assert proc.returncode == 2 and "zscore is set" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -43,6 +43,9 @@ def fit_table(outcome) -> Table:
     table.add_row("samples seen", f"{model.samples_seen_:,}")
     table.add_row("samples/s", f"{model.samples_per_second_:,.0f}")
     table.add_row("standardized", _standardized(outcome.model))
+    if outcome.data.provenance.get("chunked"):
+        act = outcome.data.activity
+        table.add_row("activity", f"on disk, read by chunks ({act.nbytes / 1e6:,.0f} MB)")
     for key, value in outcome.metrics.items():
         table.add_row(key, f"{value:.4f}")
     if res.dominant_group is not None:

@@ -73,26 +73,27 @@ def available_memory() -> float:
     return float(max(min(limits), 0))
 
 
-def _meminfo_available() -> float:
+def _proc_kb(path: str, key: str) -> int | None:
+    """A ``key: <n> kB`` line of a /proc file, in bytes (None where there is none)."""
     try:
-        with open("/proc/meminfo") as fh:
+        with open(path) as fh:
             for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024.0
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def _meminfo_available() -> float:
+    found = _proc_kb("/proc/meminfo", "MemAvailable")
+    if found is not None:
+        return float(found)
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
 def _vm_size() -> int:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _proc_kb("/proc/self/status", "VmSize") or 0
 
 
 def why_not_chunked(

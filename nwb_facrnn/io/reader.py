@@ -399,6 +399,7 @@ def _read_ophys(
     data = _chunked(lazy, options, layout, roi.timestamps, roi.series.data, roi.path, cols, source)
     if data is not None:
         data = _assemble(data, None, layout, ids, roi.table_path, "ophys", columns, objects)
+        data.provenance["chunked"] = True
         data.provenance["series_kind"] = roi.kind
         data.provenance["frame_rate"] = 1.0 / roi.sampling_interval
         return data, layout.grid, (cols, len(roi.rows))
@@ -451,6 +452,7 @@ def _read_series(
     data = _chunked(lazy, options, layout, ts.timestamps, ts.series.data, ts.path, None, source)
     if data is not None:
         data = _assemble(data, None, layout, ids, "", "series", {}, objects)
+        data.provenance["chunked"] = True
         data.provenance["series_kind"] = type(ts.series).__name__
         data.provenance["sampling_rate"] = 1.0 / ts.sampling_interval
         return data, layout.grid, (ids, ts.n_columns)
