@@ -251,3 +251,18 @@ def test_the_cli_fits_a_session_chunk_by_chunk_and_says_so(imaging_session, tmp_
     proc = run_cli("fit", path, "--series", "DfOverF", "--chunked", "always", "--zscore")
     assert proc.returncode == 2 and "zscore is set" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_running_out_of_memory_is_a_user_error_with_the_way_out(monkeypatch, capsys):
+    import nwb_facrnn.cli as cli
+
+    def out_of_memory(**kw):
+        raise MemoryError("Unable to allocate 2.24 GiB for an array with shape (1500000, 400)")
+
+    monkeypatch.setattr(cli, "main", out_of_memory)
+    with pytest.raises(SystemExit) as exc:
+        cli.run()
+    assert exc.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "out of memory (Unable to allocate 2.24 GiB" in err and "--chunked always" in err
+    assert "internal error" not in err

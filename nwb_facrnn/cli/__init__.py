@@ -29,7 +29,8 @@ def run() -> None:
 
     A mistake in the input (:class:`nwb_facrnn.errors.UserError`, or a usage error click
     finds) is one line on stderr and exit code 2; any other exception is a bug: one line
-    with a hint to rerun with ``--debug`` (which shows the traceback), exit code 1;
+    with a hint to rerun with ``--debug`` (which shows the traceback), exit code 1 (running
+    out of memory is exit code 2, with the way to fit the data chunk by chunk);
     Ctrl-C exits with 130.
     """
     try:
@@ -46,6 +47,15 @@ def run() -> None:
         message = str(err) or type(err).__name__
         if isinstance(err, UserError):
             errors.print(f"[red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+            sys.exit(2)
+        if isinstance(err, MemoryError):  # the data, not a bug: say what to do
+            errors.print(
+                f"[red]error:[/] out of memory ({escape(message)}); imaging and series "
+                "traces can stay on disk and be fit a chunk at a time: --chunked always "
+                "(docs/reading.md, 'Sessions larger than memory')",
+                soft_wrap=True,
+                highlight=False,
+            )
             sys.exit(2)
         errors.print(
             f"[red]internal error:[/] {type(err).__name__}: {escape(message)} "

@@ -242,6 +242,8 @@ def bin_series(
     order = np.argsort(lo, kind="stable")
     probe = read_rows(0, min(1, len(timestamps)))
     n_cols = probe.shape[1] if probe.ndim == 2 else 1
+    # a slab's float64 temporaries (sums, counts, cumulative sums) stay near 8 MB each
+    max_rows = min(max_rows, max(256, (1 << 20) // max(n_cols, 1)))
     values = np.zeros((n_seq * n_bins, n_cols), dtype=dtype)
     observed = np.zeros((n_seq * n_bins, n_cols), dtype=bool)
     i = 0

@@ -26,8 +26,11 @@ from .data import Transitions, block_rows
 
 #: Rows per chunk (at least; rounded up to the source's own chunking along time).
 CHUNK_ROWS = 8192
-#: Chunks per training window: minibatches mix this many stretches of the recording.
+#: Chunks per training window (at most): minibatches mix this many stretches of the recording.
 WINDOW_CHUNKS = 8
+#: ... and at most this many bytes of float32 per window array (of the previous and of the
+#: current activity), so that a window's memory does not grow with the number of units.
+WINDOW_BYTES = 1 << 26
 
 
 def chunked_activity(
@@ -192,7 +195,8 @@ class ChunkedTransitions:
         n = seqs.shape[1] - 1  # samples: targets 1 .. T-1
         step = seqs.chunk_rows
         self.chunks = [(i, min(i + step, n)) for i in range(0, n, step)]
-        self.window_chunks = window_chunks or WINDOW_CHUNKS
+        fit = WINDOW_BYTES // (4 * seqs.shape[2] * step)
+        self.window_chunks = window_chunks or max(1, min(WINDOW_CHUNKS, fit))
 
     def __len__(self) -> int:
         return self.seqs.shape[1] - 1
@@ -204,11 +208,18 @@ class ChunkedTransitions:
     def _load(self, spans: list[tuple[int, int]]) -> Transitions:
         """The samples of ``spans`` (sample ranges) in memory: sample ``i`` reads rows
         ``i`` (previous) and ``i + 1`` (current)."""
-        rows = [self.seqs.read_rows(i0, i1 + 1) for i0, i1 in spans]
-        prev = np.concatenate([r[:-1] for r in rows]) if len(rows) > 1 else rows[0][:-1]
-        curr = np.concatenate([r[1:] for r in rows]) if len(rows) > 1 else rows[0][1:]
-        as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=self._device)  # noqa: E731
-        return Transitions(as_t(prev), as_t(curr))
+        n_units = self.seqs.shape[2]
+        total = sum(i1 - i0 for i0, i1 in spans)
+        prev = np.empty((total, n_units), np.float32)
+        curr = np.empty((total, n_units), np.float32)
+        at = 0
+        for i0, i1 in spans:  # one chunk in flight at a time, copied into place
+            rows = self.seqs.read_rows(i0, i1 + 1)
+            prev[at : at + i1 - i0], curr[at : at + i1 - i0] = rows[:-1], rows[1:]
+            at += i1 - i0
+        return Transitions(
+            torch.as_tensor(prev, device=self._device), torch.as_tensor(curr, device=self._device)
+        )
 
     def windows(self, gen: torch.Generator) -> Iterator[Transitions]:
         """Every chunk once, in a random order (from ``gen``), :attr:`window_chunks` at a

@@ -306,6 +306,12 @@ def step_plan(n_samples: int, options: TrainOptions, per_epoch: int | None = Non
     return StepPlan(steps, per_epoch, max(1, math.ceil(steps / 100)))
 
 
+#: The final objective of every restart (which one is kept) is computed on at most this
+#: many samples, drawn at random: on a long recording a full pass would cost as much as a
+#: few hundred training steps and tell the same.
+FINAL_SAMPLES = 1 << 17
+
+
 @dataclass
 class TrainResult:
     """What :func:`train` returns.
@@ -319,7 +325,8 @@ class TrainResult:
     val_history : numpy.ndarray or None, shape (n_rows, R)
         Held-out objective per row when early stopping is on.
     final : numpy.ndarray, shape (5, R)
-        Terms of the final model on the training (or validation) samples.
+        Terms of the final model on the training (or validation) samples (a random
+        :data:`FINAL_SAMPLES` of them on a long recording).
     n_epochs : int
         Passes over the training samples begun (the last may be partial).
     stopped_early : bool
@@ -632,7 +639,7 @@ def train(
             if callback is not None:
                 callback(row, row_terms)
             if progress and (row % 10 == 0 or row == plan.n_rows - 1):
-                best = int(np.argmin(row_terms[0]))
+                best = int(np.nanargmin(row_terms[0]))  # (NaN: restarts halving dropped)
                 bar.set_postfix({t: f"{row_terms[i, best]:.3g}" for i, t in enumerate(TERMS)})
             if validation is not None:
                 val = evaluate(module, objective, validation, batch_size, seed, shard)[0]
@@ -653,9 +660,12 @@ def train(
     finally:
         bar.close()
     train_time = time.perf_counter() - started
+    batches = None  # (a chunked fit's last window: not held through the final pass)
     if best_state is not None:
         module.load_state_dict(best_state)
     final_data = validation if validation is not None else data
+    if len(final_data) > FINAL_SAMPLES and shard is None:  # a long recording: a fixed sample
+        final_data = final_data.sample(FINAL_SAMPLES, seed + 11)
     final = evaluate(module, objective, final_data, batch_size, seed, shard)
     if pruning is not None:  # every copy again, the dropped ones as they were dropped
         final = pruning.widen(final)
