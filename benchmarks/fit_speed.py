@@ -8,7 +8,10 @@ Prints
    fit, initialisation included, with the held-out group latent R^2 it reaches,
    for several seeds;
 3. the quality reached with fewer or more epochs, to show the default sits on
-   the plateau ("final quality").
+   the plateau ("final quality");
+4. the training throughput of a default fit on a long recording (``--long-steps``
+   time bins, N = 20 and 200 units): ``samples_per_second_`` (training samples
+   seen per second of training) and the group latent R^2 it reaches.
 
 Run: ``.venv/bin/python benchmarks/fit_speed.py``.
 """
@@ -73,9 +76,23 @@ def timed_fit(seed: int, **params) -> tuple[float, float, int]:
     return elapsed, metrics.group_latent_r2(data.z[~train], z, 2).mean, model.n_epochs_
 
 
+def long_fit(n_neurons: int, n_steps: int) -> tuple[float, float, float]:
+    """Samples/s, fit time and group latent R^2 of a default fit on a long recording."""
+    data = make_lowrank_rnn_dataset(n_neurons=n_neurons, n_steps=n_steps, seed=0)
+    model = FacRNN(n_groups=2, group_rank=3, seed=0, progress=False).fit(data.x, data.u)
+    r2 = metrics.group_latent_r2(data.z, model.transform(data.x, data.u), 2).mean
+    return model.samples_per_second_, model.fit_time_, r2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="seeds for the default fit")
+    parser.add_argument(
+        "--long-steps",
+        type=int,
+        default=200_000,
+        help="time bins of the long recording of section 4 (0 skips it)",
+    )
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU\n")
     print("1. training steps per second, batch size 128")
@@ -98,6 +115,15 @@ def main() -> None:
     for epochs in (1, 25, 50, 100, 300):
         elapsed, r2, _ = timed_fit(0, max_epochs=epochs)
         print(f"   max_epochs={epochs:3d}: {elapsed:5.1f} s, held-out group latent R^2 {r2:.3f}")
+
+    if args.long_steps:
+        print(f"\n4. default fit on a long recording (T = {args.long_steps}), training throughput")
+        for n_neurons in (20, 200):
+            rate, elapsed, r2 = long_fit(n_neurons, args.long_steps)
+            print(
+                f"   N={n_neurons:4d}: {rate:8.0f} samples/s, fit {elapsed:5.1f} s "
+                f"(initialisation included), group latent R^2 {r2:.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -42,6 +42,12 @@ def batched_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) ->
     torch.Tensor, shape (R, M, out)
         (Leading axes broadcast: with R = 1, ``x`` of shape (S, M, in) gives (S, M, out).)
     """
+    r, n_out, n_in = weight.shape
+    if x.dim() == 2:  # one (M, in) x (in, R * out) matmul for all copies, bias included
+        y = torch.addmm(bias.reshape(r * n_out), x, weight.reshape(r * n_out, n_in).T)
+        return y.view(x.shape[0], r, n_out).transpose(0, 1)
+    if x.dim() == 3 and x.shape[0] == r:
+        return torch.baddbmm(bias.unsqueeze(-2), x, weight.mT)
     return x @ weight.mT + bias.unsqueeze(-2)
 
 
@@ -132,7 +138,7 @@ class LowRankRNNVAE(nn.Module):
 
     def encoder_input(self, prev: torch.Tensor) -> torch.Tensor:
         """``phi`` of the standardized previous activity: (M, N) -> (M, N)."""
-        return self.phi((prev - self.offset[0]) / self.scale[0])
+        return self.phi(torch.sub(prev, self.offset[0]).div_(self.scale[0]))
 
     def output_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(offset, scale)``, shape (N,): a model-space Gaussian mean ``m`` is the data-unit
@@ -161,14 +167,14 @@ class LowRankRNNVAE(nn.Module):
         """Gaussian mean or Poisson rate of ``x_t``: (R, M, K), (M, N) -> (R, M, N).
 
         ``inputs`` and the result are in the data's units (see the module docstring);
-        None means no input.
+        ``inputs=None`` means no external input.
         """
         drive = batched_linear(z, self.A, self.a) if self.decoder_kind == "linear" else self.dec(z)
         if self.observation == "poisson":
             return F.softplus(drive if inputs is None else drive + inputs)
         offset, scale = self.output_affine()
         if self.identity_output:
-            mean = offset + scale * drive
+            mean = torch.addcmul(offset, scale, drive)
             return mean if inputs is None else mean + inputs
         return scale * self.out_act(drive if inputs is None else drive + inputs / scale)
 

@@ -95,6 +95,12 @@ class Shard(Protocol):
 class Objective:
     """Weights and constants of the FacRNN objective."""
 
+    #: The reconstruction term of a linear Gaussian decoder takes
+    #: :func:`~.losses.linear_gaussian_nll` (no (R, M, N) tensor) from this many elements of
+    #: the decoded means (R x M x N) up; below, the few elementwise passes of the direct form
+    #: cost less than its fixed overhead.  (A plain class attribute, not a dataclass field.)
+    FAST_NLL_MIN_ELEMENTS = 1 << 16
+
     sigma: float  # encoder std sigma_q
     dataset_size: int  # n, for the minibatch-weighted PC estimate
     pc_groups: int  # groups of the PC penalty (K for the total-correlation variant)
@@ -145,12 +151,8 @@ class Objective:
             eps = eps[:, part.start : part.stop]
         if copies is not None:
             eps = eps[copies]
-        z = mu + self.sigma * eps
-        out = module.decode(z, batch.inputs)
-        if module.observation == "poisson":
-            rec = poisson_nll(batch.curr, out, batch.weight)
-        else:
-            rec = gaussian_nll(batch.curr, out, module.obs_log_std(), batch.weight)
+        z = torch.add(mu, eps, alpha=self.sigma)
+        rec = self.reconstruction(module, batch, z)
         kl = kl_to_standard_normal(mu, self.sigma)
         if part is None:
             rec, kl = rec.mean(-1), kl.mean(-1)
@@ -188,8 +190,43 @@ class Objective:
                 if self.alpha > 0
                 else zero
             )
-        total = rec + kl + self.beta * pc + self.alpha * bd
+        total = rec + kl
+        if self.beta > 0:
+            total = total + self.beta * pc
+        if self.alpha > 0:
+            total = total + self.alpha * bd
         return torch.stack([total, rec, kl, pc, bd])
+
+    @classmethod
+    def reconstruction(
+        cls, module: LowRankRNNVAE, batch: Transitions, z: torch.Tensor
+    ) -> torch.Tensor:
+        """Negative log-likelihood of ``batch.curr`` given latents ``z`` (R, M, K); (R, M).
+
+        A linear Gaussian decoder without an output activation, with every value observed
+        (the default FacRNN), takes :func:`~.losses.linear_gaussian_nll`, which forms no
+        (R, M, N) tensor, once that tensor would have :attr:`FAST_NLL_MIN_ELEMENTS`; every
+        other model (and a smaller one) decodes the mean or rate and sums the elementwise
+        likelihood.  ``batch.inputs`` may be None (no external input).
+        """
+        from .losses import linear_gaussian_nll
+
+        inputs = batch.inputs
+        if (
+            module.observation == "gaussian"
+            and module.decoder_kind == "linear"
+            and module.identity_output
+            and batch.weight is None
+            and z.shape[0] * z.shape[1] * batch.curr.shape[-1] >= cls.FAST_NLL_MIN_ELEMENTS
+        ):
+            offset, scale = module.output_affine()
+            return linear_gaussian_nll(
+                batch.curr, z, module.A, module.a, module.log_std, offset, scale, inputs
+            )
+        out = module.decode(z, inputs)
+        if module.observation == "poisson":
+            return poisson_nll(batch.curr, out, batch.weight)
+        return gaussian_nll(batch.curr, out, module.obs_log_std(), batch.weight)
 
 
 #: ``callback(epoch, terms)`` with the epoch's (5, R) loss terms (:data:`TERMS` by copy).
