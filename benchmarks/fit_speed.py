@@ -26,7 +26,8 @@ import torch
 
 from nwb_facrnn import FacRNN, metrics
 from nwb_facrnn.model.data import as_sequences, inputs_like, make_transitions
-from nwb_facrnn.model.training import Objective, load_copy, reduced_rank_regression
+from nwb_facrnn.model.linear_start import load_copy, reduced_rank_regression
+from nwb_facrnn.model.training import Objective
 from nwb_facrnn.synthetic import make_lowrank_rnn_dataset
 
 

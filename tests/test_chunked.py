@@ -15,7 +15,7 @@ from cli_process import run_cli
 from nwb_facrnn import FacRNN, metrics, read_nwb, read_results
 from nwb_facrnn.errors import OptionError
 from nwb_facrnn.io import lazy
-from nwb_facrnn.model import chunked, training
+from nwb_facrnn.model import chunked, linear_start, training
 from nwb_facrnn.model import data as model_data
 from nwb_facrnn.model.chunked import ChunkedActivity, ChunkedTransitions
 from nwb_facrnn.model.data import (
@@ -83,10 +83,10 @@ def test_the_linear_start_from_moments_equals_the_one_from_the_samples(monkeypat
     model = FacRNN(progress=False)
     model.n_features_in_ = x.shape[1]
     module = model._new_module(1)
-    dense = training.reduced_rank_regression(module, trans, 6)
-    monkeypatch.setattr(training, "DENSE_RRR_ELEMENTS", 0)
+    dense = linear_start.reduced_rank_regression(module, trans, 6)
+    monkeypatch.setattr(linear_start, "DENSE_RRR_ELEMENTS", 0)
     monkeypatch.setattr(model_data, "BLOCK_BYTES", 500 * 4 * x.shape[1])
-    moments = training.reduced_rank_regression(module, trans, 6)
+    moments = linear_start.reduced_rank_regression(module, trans, 6)
     # the same connectivity W = A B (the axes' signs are a convention), offsets and noise
     np.testing.assert_allclose(moments["A"] @ moments["B"], dense["A"] @ dense["B"], atol=1e-6)
     np.testing.assert_allclose(np.abs(moments["A"]), np.abs(dense["A"]), rtol=1e-5, atol=1e-8)

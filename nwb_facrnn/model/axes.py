@@ -13,8 +13,8 @@ import torch
 
 from . import baselines
 from .data import Transitions
+from .linear_start import load_copy, random_rotation, reduced_rank_regression
 from .modules import LowRankRNNVAE
-from .training import load_copy, random_rotation, reduced_rank_regression
 
 #: Samples (at most) whose latents choose the axes (FastICA and the grouping by dependence):
 #: a long recording's axes come from a random subset of this size.
