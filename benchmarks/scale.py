@@ -48,9 +48,9 @@ process, the same fit was seen to take from 35 s to 350 s.
 
 Run:  python benchmarks/scale.py [--T 2000 20000 200000 900000] [--N 20 200 1000]
                                  [--output-dir docs] [--threads 2] [--only grid end-to-end capped]
-      (the full run on a 2-core CPU, roughly: grid 25 min, end-to-end 10 min, capped 30 min:
-      1.5 M frames x 400 ROIs under a 2200 MB cap took 18 min on a busy machine)
-Small check of every part (about 4 minutes, most of it the 10x longer fit):
+      (the full run on an idle 2-core CPU: grid 4 min, end-to-end and capped 3.5 min together,
+      most of it writing the two sessions)
+Small check of every part (a few minutes):
       python benchmarks/scale.py --T 2000 20000 --N 20 --e2e-frames 20000 --e2e-rois 50
                                  --capped-frames 20000 --capped-rois 100 --output-dir /tmp/scale
 """
@@ -254,6 +254,7 @@ def run_grid_child(t: int, n: int, threads: int) -> dict:
 
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -268,8 +269,12 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("recording length T (bins)")
         ax.set_ylabel(label)
-        ax.legend(frameon=False)
     axes[0].set_yscale("log")
+    axes[0].yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes[0].yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes[0].yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes[1].set_ylim(bottom=0)
+    axes[0].legend(frameon=False, loc="upper left")
     fig.suptitle("Default FacRNN fit (G = 2, H = 3) against T and N")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
