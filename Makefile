@@ -47,12 +47,15 @@ lint: install
 
 benchmark: install
 	$(BIN)/python benchmarks/fit_speed.py
+	$(BIN)/python benchmarks/batch_size.py
 	$(BIN)/python benchmarks/paper_synthetic.py
 	$(BIN)/python benchmarks/read_speed.py
 	$(BIN)/python benchmarks/write_speed.py
 	$(BIN)/python benchmarks/dandi_speed.py
 	$(BIN)/python benchmarks/napari_view.py
 	$(BIN)/python benchmarks/model_selection.py
+	$(BIN)/python benchmarks/ddp_speed.py
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info napari_plugin/*.egg-info

@@ -10,8 +10,9 @@ Prints
 3. the quality reached with fewer or more epochs, to show the default sits on
    the plateau ("final quality");
 4. the training throughput of a default fit on a long recording (``--long-steps``
-   time bins, N = 20 and 200 units): ``samples_per_second_`` (training samples
-   seen per second of training) and the group latent R^2 it reaches.
+   time bins; N = 20, 200 and 1000 units; K = 6 and 12 latents, groups of rank 3):
+   ``samples_per_second_`` (training samples seen per second of training) and the
+   group latent R^2 it reaches.
 
 Run: ``.venv/bin/python benchmarks/fit_speed.py``.
 """
@@ -77,11 +78,14 @@ def timed_fit(seed: int, **params) -> tuple[float, float, int]:
     return elapsed, metrics.group_latent_r2(data.z[~train], z, 2).mean, model.n_epochs_
 
 
-def long_fit(n_neurons: int, n_steps: int) -> tuple[float, float, float]:
+def long_fit(n_neurons: int, n_steps: int, n_groups: int = 2) -> tuple[float, float, float]:
     """Samples/s, fit time and group latent R^2 of a default fit on a long recording."""
-    data = make_lowrank_rnn_dataset(n_neurons=n_neurons, n_steps=n_steps, seed=0)
-    model = FacRNN(n_groups=2, group_rank=3, seed=0, progress=False).fit(data.x, data.u)
-    r2 = metrics.group_latent_r2(data.z, model.transform(data.x, data.u), 2).mean
+    data = make_lowrank_rnn_dataset(
+        n_groups=n_groups, group_rank=3, n_neurons=n_neurons, n_steps=n_steps, seed=0
+    )
+    model = FacRNN(n_groups=n_groups, group_rank=3, seed=0, progress=False)
+    model.fit(data.x, data.u)
+    r2 = metrics.group_latent_r2(data.z, model.transform(data.x, data.u), n_groups).mean
     return model.samples_per_second_, model.fit_time_, r2
 
 
@@ -119,11 +123,11 @@ def main() -> None:
 
     if args.long_steps:
         print(f"\n4. default fit on a long recording (T = {args.long_steps}), training throughput")
-        for n_neurons in (20, 200):
-            rate, elapsed, r2 = long_fit(n_neurons, args.long_steps)
+        for n_neurons, n_groups in ((20, 2), (200, 2), (200, 4), (1000, 4)):
+            rate, elapsed, r2 = long_fit(n_neurons, args.long_steps, n_groups)
             print(
-                f"   N={n_neurons:4d}: {rate:8.0f} samples/s, fit {elapsed:5.1f} s "
-                f"(initialisation included), group latent R^2 {r2:.3f}"
+                f"   N={n_neurons:4d} K={3 * n_groups:2d}: {rate:8.0f} samples/s, "
+                f"fit {elapsed:5.1f} s (initialisation included), group latent R^2 {r2:.3f}"
             )
 
 
