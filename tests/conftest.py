@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from pathlib import Path
 
@@ -47,12 +48,24 @@ def fake_dandi(monkeypatch, no_internet):
 
     monkeypatch.setenv("DANDI_NO_ET", "1")
     monkeypatch.delenv("DANDI_API_KEY", raising=False)
+    # h5py holds its global lock while it calls a Python file object's read(), and freeing
+    # h5py objects takes that lock.  Should a cyclic garbage collection start in one of this
+    # in-process server's threads while the test's thread reads from it inside h5py, the
+    # collection waits for the lock and the read for the server, until the client's timeouts
+    # give up (h5py's documentation of file-like objects; h5py issue #2019).  Seen once in
+    # CI.  A real archive is another process, so only this server meets it: automatic
+    # collections are off while it serves.
+    gc.collect()
+    collecting = gc.isenabled()
+    gc.disable()
     server = FakeDandi()
     monkeypatch.setenv("DANDI_API_URL", server.api_url)
     try:
         yield server
     finally:
         server.close()
+        if collecting:
+            gc.enable()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ Small files of bytes from a fixed RNG; every server is local (``fake_dandi`` blo
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import random
 import socket
@@ -526,3 +527,10 @@ def test_no_internet(fake_dandi):
         requests.get("https://api.dandiarchive.org/api/info/", timeout=1)
     with socket.create_connection(("127.0.0.1", int(fake_dandi.url.rsplit(":", 1)[1]))):
         pass
+
+
+def test_automatic_garbage_collection_is_off_while_the_archive_serves(fake_dandi):
+    """A collection started in a server thread while h5py reads from the server would wait
+    for h5py's lock, held by the reading thread: the ``fake_dandi`` fixture turns automatic
+    collections off (and back on at teardown)."""
+    assert not gc.isenabled()
