@@ -170,6 +170,26 @@ class _OnDisk:
         return self.a[key]
 
 
+def test_the_statistics_of_a_chunked_fit_read_the_file_once(small_chunks, monkeypatch):
+    monkeypatch.setattr(model_data, "BLOCK_BYTES", 1024 * 4 * 6)  # 3 blocks
+    x = np.random.default_rng(0).standard_normal((3000, 6)).astype(np.float32) * 5 + 2
+    seqs = ChunkedActivity(_OnDisk(x)).sequences()
+    reads = []
+    read = seqs.read_rows
+    seqs.read_rows = lambda i0, i1: reads.append(i0) or read(i0, i1)
+    mean = observed_mean(seqs, None)
+    standardize = needs_standardization(seqs, None)
+    first = len(reads)
+    offset, scale = activity_standardization(seqs, None)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(mean, x64.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(offset, x64.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(scale, x64.std(0), rtol=1e-6)
+    assert standardize  # an rms of ~5
+    # one pass for the moments, shared; the variance about the mean is a second one
+    assert first == 3 and len(reads) == 6
+
+
 def test_chunked_activity_refuses_what_it_cannot_do(small_chunks):
     x = np.random.default_rng(0).standard_normal((3000, 6)).astype(np.float32)
     x[2100, 4] = np.nan

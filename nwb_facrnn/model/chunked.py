@@ -170,12 +170,18 @@ class ChunkedActivity:
 
 class ChunkedSequences:
     """A :class:`ChunkedActivity` seen as sequences (1, T, N): what the statistics and block
-    passes of :mod:`.data` read through ``read_rows``."""
+    passes of :mod:`.data` read through ``read_rows``.
+
+    ``moments`` keeps the per-unit count, sum and sum of squares once a statistic has read
+    them, so the mean, the standardization test and the standardization of one fit read
+    the file once between them.
+    """
 
     def __init__(self, activity: ChunkedActivity):
         self.activity = activity
         self.shape = (1, *activity.shape)
         self.read_rows = activity.read_rows
+        self.moments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def chunk_rows(self) -> int:

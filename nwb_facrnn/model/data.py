@@ -207,7 +207,12 @@ def row_blocks(
 def _observed_moments(
     seqs: np.ndarray, observed: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per unit: observed count, sum and sum of squares (float64, shape (N,)), by blocks."""
+    """Per unit: observed count, sum and sum of squares (float64, shape (N,)), by blocks.
+
+    Chunked sequences (read from disk) keep them (``seqs.moments``): one read of the file.
+    """
+    if observed is None and getattr(seqs, "moments", None) is not None:
+        return seqs.moments
     n = seqs.shape[-1]
     count, total, squares = np.zeros(n), np.zeros(n), np.zeros(n)
     for x, w in row_blocks(seqs, observed):
@@ -219,6 +224,8 @@ def _observed_moments(
             count += len(x)
         total += x.sum(0)
         squares += np.einsum("ij,ij->j", x, x)
+    if observed is None and hasattr(seqs, "moments"):
+        seqs.moments = (count, total, squares)
     return count, total, squares
 
 
